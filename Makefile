@@ -1,0 +1,38 @@
+# Two commands matter: `make demo` and `make test`. Each creates .venv and
+# installs what it needs, so a fresh clone with only Python works.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: demo test lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.demo-installed: $(BIN)/python setup.cfg pyproject.toml
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/flask --app example_app run --host 127.0.0.1 --port 5000
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check flask_logout example_app tests
+	$(BIN)/ruff format --check flask_logout example_app tests
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.test-installed
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,343 @@
+"""Settings: read once, validated once, frozen.
+
+Every ``LOGOUT_*`` setting is read from a mapping (a Flask ``app.config`` or a
+plain ``dict`` for WSGI apps) exactly once, when the extension or the core is
+built. A bad value raises :class:`ConfigError` at start-up, naming the setting
+and the value, instead of surfacing as a 500 on the first request. Request code
+only ever reads attributes of the frozen :class:`LogoutConfig`; nothing looks a
+setting up per request.
+
+Secrets are never echoed back in an error message: only their length is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from .cidr import CidrSet
+
+logger = logging.getLogger("flask_logout")
+
+#: Algorithms a deployment may choose. A fixed list (RFC 8725 section 3.1):
+#: ``none`` and anything else is refused at start-up, and decoding only ever
+#: accepts the one configured algorithm.
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_ALGORITHMS = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+ALGORITHMS = HMAC_ALGORITHMS + RSA_ALGORITHMS + tuple(EC_ALGORITHMS)
+
+#: Minimum HMAC key length in bytes: RFC 7518 section 3.2 asks for a key at
+#: least as long as the hash output.
+MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+#: API dialects the extension can register.
+DIALECTS = ("client",)
+
+DEFAULT_ACCESS_TTL = 3600
+DEFAULT_REFRESH_TTL = 30 * 24 * 3600
+DEFAULT_SECRET_HASH_METHOD = "scrypt"
+DEFAULT_TOKEN_CACHE_SIZE = 10_000
+
+
+class ConfigError(ValueError):
+    """A ``LOGOUT_*`` setting is missing or invalid; raised at start-up."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One row of the configuration reference (used by docs and tests)."""
+
+    name: str
+    type: str
+    default: str
+    meaning: str
+
+
+#: The configuration reference. ``docs/configuration.md`` and the README table
+#: are checked against this list by the test suite, so they cannot drift.
+SETTINGS: tuple[SettingDoc, ...] = (
+    SettingDoc("LOGOUT_SECRET_KEY", "str | bytes", "`SECRET_KEY`",
+               "HMAC key for HS* algorithms; at least as many bytes as the hash output (32 for HS256)."),
+    SettingDoc("LOGOUT_ALGORITHM", "str", "`HS256`",
+               "Signing algorithm, one of " + ", ".join(ALGORITHMS) + ". `none` is never accepted."),
+    SettingDoc("LOGOUT_PRIVATE_KEY", "PEM str | bytes", "none",
+               "Private key for RS*/PS*/ES* algorithms."),
+    SettingDoc("LOGOUT_PUBLIC_KEY", "PEM str | bytes", "derived from the private key",
+               "Public key used to verify RS*/PS*/ES* tokens."),
+    SettingDoc("LOGOUT_KEY_ID", "str", "RFC 7638 thumbprint of the public key (asymmetric only)",
+               "`kid` header put on issued tokens and required on verified ones."),
+    SettingDoc("LOGOUT_ACCESS_TOKEN_TTL", "int seconds | timedelta", "`3600`",
+               "Lifetime of access tokens."),
+    SettingDoc("LOGOUT_REFRESH_TOKEN_TTL", "int seconds | timedelta", "`2592000` (30 days)",
+               "Lifetime of refresh tokens."),
+    SettingDoc("LOGOUT_ISSUER", "str", "none", "`iss` claim put on and required of every token."),
+    SettingDoc("LOGOUT_AUDIENCE", "str", "none", "`aud` claim put on and required of every token."),
+    SettingDoc("LOGOUT_LEEWAY", "int seconds", "`0`", "Clock skew tolerated when checking `exp`."),
+    SettingDoc("LOGOUT_DATABASE_URI", "str", "`sqlite:///<instance>/flask_logout.sqlite3`",
+               "Store URL when no Flask-SQLAlchemy `db` is passed to the extension."),
+    SettingDoc("LOGOUT_PROTECTED_PATHS", "list[str]", "`[]`",
+               "Path prefixes the bearer middleware guards (`/api` guards `/api` and `/api/...`)."),
+    SettingDoc("LOGOUT_EXEMPT_METHODS", "list[str]", "`[\"OPTIONS\"]`",
+               "Methods passed through unauthenticated (CORS pre-flight)."),
+    SettingDoc("LOGOUT_TRUSTED_PROXIES", "int", "`0`",
+               "How many reverse proxies in front of the app append to `X-Forwarded-For`; "
+               "0 trusts none and uses `REMOTE_ADDR`."),
+    SettingDoc("LOGOUT_TRUSTED_PROXY_CIDRS", "list[str]", "`[]` (any peer)",
+               "If set, `X-Forwarded-For` is only read when `REMOTE_ADDR` is inside one of these ranges."),
+    SettingDoc("LOGOUT_DIALECTS", "list[str]", "`[\"client\"]`",
+               "API dialects whose blueprints are registered: " + ", ".join(DIALECTS) + "."),
+    SettingDoc("LOGOUT_CLIENT_SECRET_HASH", "str", "`scrypt`",
+               "werkzeug password-hash method used to store API client secrets."),
+    SettingDoc("LOGOUT_TOKEN_CACHE_SIZE", "int", "`10000`",
+               "How many verified token strings each process keeps, to skip re-decoding them; 0 disables."),
+)
+
+KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
+
+
+@dataclass(frozen=True)
+class LogoutConfig:
+    """The validated, immutable settings of one deployment."""
+
+    algorithm: str = "HS256"
+    signing_key: Any = field(default=None, repr=False)
+    verifying_key: Any = field(default=None, repr=False)
+    key_id: str | None = None
+    access_ttl: int = DEFAULT_ACCESS_TTL
+    refresh_ttl: int = DEFAULT_REFRESH_TTL
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: int = 0
+    database_uri: str | None = None
+    protected_paths: tuple[str, ...] = ()
+    exempt_methods: frozenset[str] = frozenset({"OPTIONS"})
+    trusted_proxies: int = 0
+    trusted_proxy_cidrs: CidrSet | None = None
+    dialects: tuple[str, ...] = ("client",)
+    secret_hash_method: str = DEFAULT_SECRET_HASH_METHOD
+    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
+
+
+def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None = None) -> LogoutConfig:
+    """Validate ``settings`` and return a frozen :class:`LogoutConfig`.
+
+    ``settings`` is a Flask ``app.config`` or any mapping with the same keys.
+    Raises :class:`ConfigError` naming the first bad setting.
+    """
+    _warn_unknown(settings)
+    algorithm = _algorithm(settings.get("LOGOUT_ALGORITHM", "HS256"))
+    signing_key, verifying_key, key_id = _keys(settings, algorithm)
+    access_ttl = _seconds(settings, "LOGOUT_ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TTL, positive=True)
+    refresh_ttl = _seconds(settings, "LOGOUT_REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TTL, positive=True)
+    leeway = _seconds(settings, "LOGOUT_LEEWAY", 0, positive=False)
+    proxy_cidrs = _strings(settings, "LOGOUT_TRUSTED_PROXY_CIDRS", ())
+    dialects = _strings(settings, "LOGOUT_DIALECTS", ("client",))
+    for dialect in dialects:
+        if dialect not in DIALECTS:
+            raise ConfigError("LOGOUT_DIALECTS", f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
+    return LogoutConfig(
+        algorithm=algorithm,
+        signing_key=signing_key,
+        verifying_key=verifying_key,
+        key_id=key_id,
+        access_ttl=access_ttl,
+        refresh_ttl=refresh_ttl,
+        issuer=_optional_str(settings, "LOGOUT_ISSUER"),
+        audience=_optional_str(settings, "LOGOUT_AUDIENCE"),
+        leeway=leeway,
+        database_uri=_optional_str(settings, "LOGOUT_DATABASE_URI") or default_database_uri,
+        protected_paths=_paths(settings),
+        exempt_methods=frozenset(m.upper() for m in _strings(settings, "LOGOUT_EXEMPT_METHODS", ("OPTIONS",))),
+        trusted_proxies=_int(settings, "LOGOUT_TRUSTED_PROXIES", 0),
+        trusted_proxy_cidrs=_cidrs("LOGOUT_TRUSTED_PROXY_CIDRS", proxy_cidrs) if proxy_cidrs else None,
+        dialects=dialects,
+        secret_hash_method=_hash_method(settings.get("LOGOUT_CLIENT_SECRET_HASH", DEFAULT_SECRET_HASH_METHOD)),
+        token_cache_size=_int(settings, "LOGOUT_TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE),
+    )
+
+
+def _warn_unknown(settings: Mapping[str, Any]) -> None:
+    # A warning, not an error: applications often keep their own LOGOUT_*
+    # keys (a redirect URL, say), but a typo of one of ours deserves a hint.
+    for key in settings:
+        if isinstance(key, str) and key.startswith("LOGOUT_") and key not in KNOWN_SETTINGS:
+            close = difflib.get_close_matches(key, KNOWN_SETTINGS, n=1)
+            if close:
+                logger.warning("Unknown setting %s ignored; did you mean %s?", key, close[0])
+
+
+def _algorithm(value: Any) -> str:
+    if not isinstance(value, str) or value not in ALGORITHMS:
+        raise ConfigError("LOGOUT_ALGORITHM", f"unsupported algorithm {value!r}; choose from {', '.join(ALGORITHMS)}")
+    return value
+
+
+def _keys(settings: Mapping[str, Any], algorithm: str) -> tuple[Any, Any, str | None]:
+    key_id = _optional_str(settings, "LOGOUT_KEY_ID")
+    if algorithm in HMAC_ALGORITHMS:
+        name = "LOGOUT_SECRET_KEY"
+        secret = settings.get(name)
+        if secret is None:
+            name, secret = "SECRET_KEY", settings.get("SECRET_KEY")
+        if secret is None or secret == "":
+            raise ConfigError("LOGOUT_SECRET_KEY", f"missing: set LOGOUT_SECRET_KEY or SECRET_KEY for {algorithm}")
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        if not isinstance(secret, bytes):
+            raise ConfigError(name, f"must be str or bytes, not {type(secret).__name__}")
+        needed = MIN_HMAC_KEY_BYTES[algorithm]
+        if len(secret) < needed:
+            raise ConfigError(
+                name,
+                f"{len(secret)} bytes is too short for {algorithm}; use at least {needed} random bytes "
+                "(RFC 7518 section 3.2), e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+            )
+        return secret, secret, key_id
+    return _asymmetric_keys(settings, algorithm, key_id)
+
+
+def _asymmetric_keys(settings: Mapping[str, Any], algorithm: str, key_id: str | None) -> tuple[Any, Any, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    pem = settings.get("LOGOUT_PRIVATE_KEY")
+    if not pem:
+        raise ConfigError("LOGOUT_PRIVATE_KEY", f"missing: {algorithm} needs a PEM private key")
+    try:
+        private = serialization.load_pem_private_key(_bytes(pem), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError("LOGOUT_PRIVATE_KEY", f"not a readable unencrypted PEM private key ({exc.__class__.__name__})") from None
+    public_pem = settings.get("LOGOUT_PUBLIC_KEY")
+    if public_pem:
+        try:
+            public = serialization.load_pem_public_key(_bytes(public_pem))
+        except (ValueError, TypeError):
+            raise ConfigError("LOGOUT_PUBLIC_KEY", "not a readable PEM public key") from None
+    else:
+        public = private.public_key()
+    if algorithm in RSA_ALGORITHMS:
+        if not isinstance(private, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
+            raise ConfigError("LOGOUT_PRIVATE_KEY", f"{algorithm} needs an RSA key pair")
+        if private.key_size < 2048:
+            raise ConfigError("LOGOUT_PRIVATE_KEY", f"RSA key of {private.key_size} bits is too short; use 2048 or more")
+    else:
+        curve = EC_ALGORITHMS[algorithm]
+        if (
+            not isinstance(private, ec.EllipticCurvePrivateKey)
+            or not isinstance(public, ec.EllipticCurvePublicKey)
+            or private.curve.name != curve
+            or public.curve.name != curve
+        ):
+            raise ConfigError("LOGOUT_PRIVATE_KEY", f"{algorithm} needs an EC key pair on curve {curve}")
+    if public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise ConfigError("LOGOUT_PUBLIC_KEY", "does not match LOGOUT_PRIVATE_KEY")
+    return private, public, key_id or _thumbprint(public, algorithm)
+
+
+def _thumbprint(public: Any, algorithm: str) -> str:
+    """RFC 7638 JWK thumbprint: a stable ``kid`` that changes with the key."""
+    import base64
+    import hashlib
+
+    from jwt.algorithms import get_default_algorithms
+
+    jwk = json.loads(get_default_algorithms()[algorithm].to_jwk(public))  # type: ignore[attr-defined]
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({k: jwk[k] for k in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _bytes(value: Any) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _optional_str(settings: Mapping[str, Any], name: str) -> str | None:
+    value = settings.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, not {value!r}")
+    return value
+
+
+def _seconds(settings: Mapping[str, Any], name: str, default: int, *, positive: bool) -> int:
+    value = settings.get(name, default)
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        seconds = float(int(value))
+    else:
+        raise ConfigError(name, f"must be a number of seconds or a timedelta, not {value!r}")
+    if seconds < 0 or (positive and seconds == 0) or seconds != int(seconds):
+        need = "a positive" if positive else "a non-negative"
+        raise ConfigError(name, f"must be {need} whole number of seconds, not {value!r}")
+    return int(seconds)
+
+
+def _int(settings: Mapping[str, Any], name: str, default: int) -> int:
+    value = settings.get(name, default)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(name, f"must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _strings(settings: Mapping[str, Any], name: str, default: Iterable[str]) -> tuple[str, ...]:
+    """A list of strings; a string is read as JSON list or comma-separated (for env vars)."""
+    value = settings.get(name, default)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ConfigError(name, f"is not a valid JSON list: {value!r}") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(name, f"must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def _paths(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    paths = _strings(settings, "LOGOUT_PROTECTED_PATHS", ())
+    for path in paths:
+        if not path.startswith("/"):
+            raise ConfigError("LOGOUT_PROTECTED_PATHS", f"path {path!r} must start with '/'")
+    return paths
+
+
+def _cidrs(name: str, values: Iterable[str]) -> CidrSet:
+    try:
+        return CidrSet(values)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
+def _hash_method(value: Any) -> str:
+    from werkzeug.security import generate_password_hash
+
+    if not isinstance(value, str):
+        raise ConfigError("LOGOUT_CLIENT_SECRET_HASH", f"must be a string, not {value!r}")
+    try:
+        generate_password_hash("probe", method=value)
+    except (ValueError, TypeError):
+        raise ConfigError("LOGOUT_CLIENT_SECRET_HASH", f"unknown hash method {value!r}; try 'scrypt' or 'pbkdf2:sha256'") from None
+    return value

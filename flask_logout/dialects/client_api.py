@@ -1,0 +1,110 @@
+"""The client-API dialect: ``POST /auth/login``, ``/auth/refresh``, ``/auth/logout``.
+
+API clients (machine credentials with an optional CIDR whitelist) sign in
+with ``client_id`` and ``client_secret``. Logout revokes *every* access and
+refresh token of the client, not just the one presented, by bumping the
+client's generation: one row, whatever the number of tokens.
+
+Answers are ``{"success": true, "data": ...}``; errors are
+``{"error": {"name", "code", "message"}}`` with the exact messages of the API
+document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import BadRequest, LogoutError
+from ..middleware import client_api_error_body
+from ..service import LogoutService, TokenPair
+
+bp = Blueprint("flask_logout_client_api", __name__)
+
+LOGOUT_MESSAGE = "Successfully logged out"
+
+
+def _service() -> LogoutService:
+    return current_app.extensions["flask_logout"].service  # type: ignore[no-any-return]
+
+
+def error_response(error: LogoutError) -> Response:
+    response = jsonify(client_api_error_body(error))
+    response.status_code = error.status
+    response.headers["Cache-Control"] = "no-store"
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@bp.errorhandler(LogoutError)
+def _logout_error(error: LogoutError) -> Response:
+    return error_response(error)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    # e.g. 413 or 415 raised by werkzeug inside a view: keep the envelope.
+    status = error.code or 500
+    wrapped = LogoutError(error.description or error.name)
+    wrapped.status = status
+    return error_response(wrapped)
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object, whatever the Content-Type says."""
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return data
+
+
+def string_field(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        raise BadRequest(f"Missing required field: {name}")
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"Field {name} must be a non-empty string")
+    return value
+
+
+def _tokens(pair: TokenPair) -> Response:
+    response = jsonify(
+        {
+            "success": True,
+            "data": {
+                "access_token": pair.access_token,
+                "refresh_token": pair.refresh_token,
+                "token_type": "Bearer",
+                "expires_in": pair.expires_in,
+            },
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"  # RFC 6749 section 5.1
+    return response
+
+
+@bp.post("/auth/login")
+def login() -> Response:
+    data = json_object()
+    client_id = string_field(data, "client_id")
+    secret = string_field(data, "client_secret")
+    service = _service()
+    return _tokens(service.login_client(client_id, secret, ip=service.request_ip(request.environ)))
+
+
+@bp.post("/auth/refresh")
+def refresh() -> Response:
+    refresh_token = string_field(json_object(), "refresh_token")
+    service = _service()
+    return _tokens(service.refresh(refresh_token, ip=service.request_ip(request.environ)))
+
+
+@bp.post("/auth/logout")
+def logout() -> Response:
+    service = _service()
+    token = service.authenticate(request.environ)
+    service.logout_all(token)
+    return jsonify({"success": True, "data": {"message": LOGOUT_MESSAGE}})

@@ -1,0 +1,66 @@
+"""One exception per way a request can fail.
+
+The core raises these; each dialect maps them to its own envelope. The
+``message`` of the authentication errors is the exact wording of the API
+documents. ``detail`` says which check failed, for logs only: it never reaches
+a client (a caller learns that a token is bad, not why), and it never contains
+the token itself.
+"""
+
+from __future__ import annotations
+
+
+class LogoutError(Exception):
+    """Base class of every error flask-logout raises at request time."""
+
+    status: int = 500
+    message: str = "Internal error"
+
+    def __init__(self, message: str | None = None, *, detail: str = "") -> None:
+        super().__init__(message or self.message)
+        if message is not None:
+            self.message = message
+        self.detail = detail
+
+
+class AuthError(LogoutError):
+    """The request is not authenticated (401) or not allowed (403)."""
+
+    status = 401
+
+
+class MissingAuthorization(AuthError):
+    message = "Authorization header required"
+
+
+class InvalidToken(AuthError):
+    """Bad scheme, bad signature, wrong type, unknown to the store, or revoked."""
+
+    message = "Invalid token"
+
+
+class TokenExpired(AuthError):
+    message = "Token expired"
+
+
+class InvalidCredentials(AuthError):
+    message = "Invalid client credentials"
+
+
+class IPNotAuthorized(AuthError):
+    status = 403
+    message = "IP address not authorized"
+
+
+class BadRequest(LogoutError):
+    """Malformed JSON, a missing field or a field of the wrong type."""
+
+    status = 400
+    message = "Bad request"
+
+
+class StoreUnavailable(LogoutError):
+    """The token store could not be read or written: fail closed, never succeed."""
+
+    status = 503
+    message = "Token store unavailable, try again later"

@@ -1,0 +1,104 @@
+"""``LogoutManager``: the Flask extension object.
+
+Supports both ``LogoutManager(app)`` and ``manager.init_app(app)`` for
+application factories. ``init_app`` reads and validates every ``LOGOUT_*``
+setting once, builds the store and the service, creates the store's tables,
+registers the blueprints of the configured dialects and, when
+``LOGOUT_PROTECTED_PATHS`` is set, wraps ``app.wsgi_app`` in the
+:class:`~flask_logout.middleware.BearerMiddleware`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app
+
+from .config import load_config
+from .middleware import BearerMiddleware
+from .service import LogoutService
+from .store import SQLStore, make_engine
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+EXTENSION_KEY = "flask_logout"
+
+
+@dataclass
+class _State:
+    """What one application holds in ``app.extensions["flask_logout"]``."""
+
+    manager: LogoutManager
+    service: LogoutService
+
+
+class LogoutManager:
+    """Make logging out real for a Flask application.
+
+    :param app: the application, or ``None`` to call :meth:`init_app` later.
+    :param db: the application's Flask-SQLAlchemy instance; the store's tables
+        join its metadata and engine. Without it the store uses its own
+        engine on ``LOGOUT_DATABASE_URI`` (SQLite in the instance folder by
+        default).
+    """
+
+    def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
+        self.db = db
+        self._app: Flask | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, db: SQLAlchemy | None = None) -> None:
+        db = db if db is not None else self.db
+        default_uri = "sqlite:///" + os.path.join(app.instance_path, "flask_logout.sqlite3")
+        config = load_config(app.config, default_database_uri=default_uri)
+        if db is not None:
+            store = _store_on(app, db)
+        else:
+            assert config.database_uri is not None
+            if config.database_uri == default_uri:
+                os.makedirs(app.instance_path, exist_ok=True)
+            store = SQLStore(make_engine(config.database_uri))
+        store.create_all()
+        service = LogoutService(config, store)
+        app.extensions[EXTENSION_KEY] = _State(self, service)
+        if "client" in config.dialects:
+            from .dialects.client_api import bp as client_bp
+
+            app.register_blueprint(client_bp)
+        if config.protected_paths:
+            app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
+        if self._app is None:
+            self._app = app
+
+    @property
+    def service(self) -> LogoutService:
+        """The service of the current application (or of the only one)."""
+        return get_service(current_app if _has_app_context() else self._app)
+
+
+def get_service(app: Any = None) -> LogoutService:
+    """The :class:`LogoutService` of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    try:
+        state: _State = target.extensions[EXTENSION_KEY]
+    except (KeyError, AttributeError):
+        raise RuntimeError("flask_logout is not initialised on this app: call LogoutManager(app)") from None
+    return state.service
+
+
+def _has_app_context() -> bool:
+    from flask import has_app_context
+
+    return has_app_context()
+
+
+def _store_on(app: Flask, db: SQLAlchemy) -> SQLStore:
+    if "sqlalchemy" not in app.extensions or app.extensions["sqlalchemy"] is not db:
+        raise RuntimeError("flask_logout: call db.init_app(app) before LogoutManager(app, db=db)")
+    with app.app_context():
+        engine = db.engine
+    return SQLStore(engine, db.metadata)

@@ -1,0 +1,331 @@
+"""The core: issue, verify, rotate and revoke tokens; know API clients.
+
+Framework-free. The Flask extension builds one :class:`LogoutService` per
+application; a plain WSGI application builds one with
+:meth:`LogoutService.from_settings`. Dialects (the HTTP APIs) and the bearer
+middleware call only this class, so revocation and verification exist once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .cidr import CidrSet
+from .config import LogoutConfig, load_config
+from .errors import (
+    InvalidCredentials,
+    InvalidToken,
+    IPNotAuthorized,
+    MissingAuthorization,
+    StoreUnavailable,
+    TokenExpired,
+)
+from .proxies import client_ip
+from .store import ClientRecord, SQLStore, TokenRow, TokenState, make_engine
+from .tokens import ACCESS, REFRESH, TokenCodec, VerifiedToken, now, principal_key
+
+logger = logging.getLogger("flask_logout")
+
+#: RFC 6750 section 2.1 ``b64token``; a JWT is three of these joined by dots.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: Longer bearer values are refused before any parsing (headers over 8 KB are
+#: refused by most servers anyway; ours are well under 1 KB).
+MAX_TOKEN_LENGTH = 8192
+
+ENVIRON_TOKEN = "flask_logout.token"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """A freshly issued access and refresh token."""
+
+    access_token: str
+    refresh_token: str
+    access: VerifiedToken
+    refresh: VerifiedToken
+    expires_in: int
+
+
+class _VerifiedCache:
+    """A bounded LRU of token string -> decoded token.
+
+    It only saves the signature check and claim parsing. Revocation, expiry
+    and the IP whitelist are checked on every request regardless.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, VerifiedToken] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> VerifiedToken | None:
+        item = self._items.get(token)
+        if item is not None:
+            try:
+                self._items.move_to_end(token)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+        return item
+
+    def put(self, token: str, verified: VerifiedToken) -> None:
+        if not self._size:
+            return
+        with self._lock:
+            self._items[token] = verified
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+class LogoutService:
+    """Issue, verify, rotate and revoke tokens against one store."""
+
+    def __init__(self, config: LogoutConfig, store: SQLStore) -> None:
+        self.config = config
+        self.store = store
+        self.codec = TokenCodec(config)
+        self._cache = _VerifiedCache(config.token_cache_size)
+        self._cidr_cache: dict[str, CidrSet] = {}
+        # Checked against on unknown client ids so that "no such client" and
+        # "wrong secret" take the same time.
+        self._dummy_hash = generate_password_hash(secrets.token_urlsafe(16), method=config.secret_hash_method)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, Any], *, metadata: sa.MetaData | None = None, create_tables: bool = True
+    ) -> LogoutService:
+        """Build a service for a plain WSGI app from ``LOGOUT_*`` settings."""
+        config = load_config(settings, default_database_uri="sqlite:///flask_logout.sqlite3")
+        assert config.database_uri is not None
+        store = SQLStore(make_engine(config.database_uri), metadata)
+        if create_tables:
+            store.create_all()
+        return cls(config, store)
+
+    # -- issuing ----------------------------------------------------------
+
+    def issue_tokens(self, subject: str, *, client_id: str | None = None) -> TokenPair:
+        """Start a new session (token family) for ``subject`` and return its first pair."""
+        principal = principal_key(subject, client_id)
+        family = _new_id()
+        try:
+            with self.store.transaction() as conn:
+                generation = self.store.current_generation(conn, principal)
+                self.store.record_family(conn, family, principal)
+                pair, rows = self._mint(subject, client_id, family, generation)
+                self.store.record_tokens(conn, rows)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        return pair
+
+    def _mint(
+        self, subject: str, client_id: str | None, family: str, generation: int
+    ) -> tuple[TokenPair, list[TokenRow]]:
+        issued = now()
+        principal = principal_key(subject, client_id)
+        tokens: dict[str, tuple[str, VerifiedToken]] = {}
+        rows = []
+        for typ, ttl in ((ACCESS, self.config.access_ttl), (REFRESH, self.config.refresh_ttl)):
+            claims: dict[str, Any] = {
+                "jti": _new_id(),
+                "typ": typ,
+                "sub": subject,
+                "fid": family,
+                "gen": generation,
+                "iat": issued,
+                "exp": issued + ttl,
+            }
+            if client_id is not None:
+                claims["cid"] = client_id
+            encoded = self.codec.encode(claims)
+            verified = VerifiedToken(
+                jti=claims["jti"], typ=typ, sub=subject, fid=family, gen=generation,
+                iat=issued, exp=issued + ttl, cid=client_id, claims=claims,
+            )
+            tokens[typ] = (encoded, verified)
+            rows.append(TokenRow(claims["jti"], typ, principal, family, client_id, generation, issued, issued + ttl))
+        pair = TokenPair(
+            access_token=tokens[ACCESS][0],
+            refresh_token=tokens[REFRESH][0],
+            access=tokens[ACCESS][1],
+            refresh=tokens[REFRESH][1],
+            expires_in=self.config.access_ttl,
+        )
+        return pair, rows
+
+    # -- verifying --------------------------------------------------------
+
+    def verify(self, token: str, *, expected_type: str = ACCESS) -> tuple[VerifiedToken, TokenState]:
+        """Check a token string; raise :class:`InvalidToken` or :class:`TokenExpired`.
+
+        Order: signature and shape, type, known to the store, not revoked,
+        not expired. The order decides the answer when several apply.
+        """
+        verified = self._cache.get(token)
+        if verified is None:
+            if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
+                raise InvalidToken(detail="not a b64token")
+            verified = self.codec.decode(token)
+            self._cache.put(token, verified)
+        if verified.typ != expected_type:
+            raise InvalidToken(detail=f"{verified.typ} token where {expected_type} expected")
+        try:
+            state = self.store.lookup(verified.jti)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        if state is None:
+            raise InvalidToken(detail="unknown token")
+        if state.revoked:
+            raise InvalidToken(detail="revoked")
+        if verified.exp + self.config.leeway <= now():
+            raise TokenExpired(detail="expired")
+        return verified, state
+
+    def check_ip(self, state: TokenState, ip: str | None) -> None:
+        """Raise :class:`IPNotAuthorized` unless ``ip`` is in the token's client whitelist."""
+        if not state.allowed_cidrs or state.allowed_cidrs == "[]":
+            return
+        cidrs = self._cidrs(state.allowed_cidrs)
+        if not cidrs.allows(ip):
+            raise IPNotAuthorized(detail="ip outside whitelist")
+
+    def _cidrs(self, serialized: str) -> CidrSet:
+        cidrs = self._cidr_cache.get(serialized)
+        if cidrs is None:
+            cidrs = CidrSet(json.loads(serialized))
+            if len(self._cidr_cache) > 1024:
+                self._cidr_cache.clear()
+            self._cidr_cache[serialized] = cidrs
+        return cidrs
+
+    def request_ip(self, environ: Mapping[str, Any]) -> str | None:
+        return client_ip(environ, self.config.trusted_proxies, self.config.trusted_proxy_cidrs)
+
+    def authenticate(self, environ: Mapping[str, Any]) -> VerifiedToken:
+        """Authenticate a WSGI request by its bearer access token.
+
+        Raises, in this order: :class:`MissingAuthorization`,
+        :class:`InvalidToken`, :class:`TokenExpired`, :class:`IPNotAuthorized`
+        (and :class:`StoreUnavailable` when the store cannot answer).
+        """
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+        verified, state = self.verify(token)
+        self.check_ip(state, self.request_ip(environ))
+        return verified
+
+    # -- rotating ---------------------------------------------------------
+
+    def refresh(self, refresh_token: str, *, ip: str | None = None) -> TokenPair:
+        """Exchange a refresh token for a new pair in the same family.
+
+        The presented refresh token is revoked in the same transaction that
+        records its successor, guarded so that two concurrent refreshes with
+        one token cannot both succeed.
+        """
+        verified, state = self.verify(refresh_token, expected_type=REFRESH)
+        self.check_ip(state, ip)
+        try:
+            with self.store.transaction() as conn:
+                pair, rows = self._mint(verified.sub, verified.cid, verified.fid, verified.gen)
+                if not self.store.revoke_token(verified.jti, conn, replaced_by=pair.refresh.jti):
+                    raise InvalidToken(detail="refresh token already rotated")
+                self.store.record_tokens(conn, rows)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        return pair
+
+    # -- revoking ---------------------------------------------------------
+
+    def logout_all(self, token: VerifiedToken) -> None:
+        """End every access and refresh token of the token's client or user (O(1))."""
+        self.revoke_principal(token.principal)
+
+    def revoke_principal(self, principal: str) -> None:
+        try:
+            self.store.bump_generation(principal)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        logger.info("flask_logout: revoked all tokens of %s", principal)
+
+    def revoke_client(self, client_id: str) -> None:
+        """End every token of an API client."""
+        self.revoke_principal(principal_key(client_id, client_id))
+
+    def revoke_family(self, family: str) -> None:
+        """End one session: every token refreshed from one sign-in."""
+        try:
+            self.store.revoke_family(family)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+
+    def revoke_token(self, jti: str) -> None:
+        try:
+            with self.store.transaction() as conn:
+                self.store.revoke_token(jti, conn)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+
+    # -- API clients ------------------------------------------------------
+
+    def register_client(self, client_id: str, secret: str, allowed_cidrs: Sequence[str] = ()) -> None:
+        """Create or replace an API client. The secret is stored hashed only."""
+        if not client_id or not isinstance(client_id, str) or len(client_id) > 200:
+            raise ValueError("client_id must be a non-empty string of at most 200 characters")
+        if not secret or not isinstance(secret, str):
+            raise ValueError("client secret must be a non-empty string")
+        cidrs = CidrSet(allowed_cidrs)  # raises ValueError naming a malformed CIDR
+        secret_hash = generate_password_hash(secret, method=self.config.secret_hash_method)
+        self.store.put_client(client_id, secret_hash, cidrs.networks)
+
+    def authenticate_client(self, client_id: str, secret: str, *, ip: str | None = None) -> ClientRecord:
+        """Check an API client's credentials (constant time) and its whitelist."""
+        try:
+            record = self.store.get_client(client_id)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        ok = check_password_hash(record.secret_hash if record else self._dummy_hash, secret)
+        if record is None or not ok:
+            raise InvalidCredentials(detail="bad client credentials")
+        if record.allowed_cidrs and not CidrSet(record.allowed_cidrs).allows(ip):
+            raise IPNotAuthorized(detail="login from ip outside whitelist")
+        return record
+
+    def login_client(self, client_id: str, secret: str, *, ip: str | None = None) -> TokenPair:
+        record = self.authenticate_client(client_id, secret, ip=ip)
+        return self.issue_tokens(record.client_id, client_id=record.client_id)
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header.
+
+    A missing or blank header is :class:`MissingAuthorization`; any other
+    scheme, a missing token, extra parts or bad characters are
+    :class:`InvalidToken` (the scheme name is case-insensitive, RFC 7235).
+    """
+    if header is None or not header.strip():
+        raise MissingAuthorization(detail="no authorization header")
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise InvalidToken(detail="not a bearer authorization")
+    return parts[1]
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _store_down(exc: SQLAlchemyError) -> StoreUnavailable:
+    # The exception text can hold SQL parameters (token ids): log its class only.
+    logger.error("flask_logout: token store error: %s", exc.__class__.__name__)
+    return StoreUnavailable(detail=exc.__class__.__name__)

@@ -1,0 +1,341 @@
+"""The token store: the single source of truth about which tokens live.
+
+Plain SQLAlchemy Core over an ``Engine``, so it works inside a Flask request,
+in a bare WSGI middleware with no application context, in a CLI command and
+in a test alike. With Flask-SQLAlchemy the tables are declared on the
+application's own ``db.metadata`` (so ``db.create_all()`` and Alembic see
+them) and the engine is ``db.engine``.
+
+Revocation is shaped so that no operation loops over tokens:
+
+* one token: ``logout_tokens.revoked_at`` of one row;
+* one session (a sign-in and everything refreshed from it): ``revoked_at`` of
+  one ``logout_families`` row;
+* everything of a client or user: ``generation`` of one ``logout_subjects``
+  row is bumped; tokens carry the generation they were issued under and die
+  when it no longer matches.
+
+Every write that revokes is committed before the caller answers success.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+#: Table names, prefixed so they never collide with the application's own.
+SUBJECTS = "logout_subjects"
+FAMILIES = "logout_families"
+TOKENS = "logout_tokens"
+CLIENTS = "logout_clients"
+
+
+@dataclass(frozen=True)
+class Tables:
+    subjects: sa.Table
+    families: sa.Table
+    tokens: sa.Table
+    clients: sa.Table
+
+    def all(self) -> list[sa.Table]:
+        return [self.subjects, self.families, self.tokens, self.clients]
+
+
+def define_tables(metadata: sa.MetaData) -> Tables:
+    """Declare the store's tables on ``metadata`` (idempotent per metadata)."""
+    if TOKENS in metadata.tables:
+        t = metadata.tables
+        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS])
+    subjects = sa.Table(
+        SUBJECTS,
+        metadata,
+        sa.Column("subject", sa.String(255), primary_key=True),
+        sa.Column("generation", sa.Integer, nullable=False, default=0),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    families = sa.Table(
+        FAMILIES,
+        metadata,
+        sa.Column("family", sa.String(64), primary_key=True),
+        sa.Column("subject", sa.String(255), nullable=False, index=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("revoked_at", sa.Float, nullable=True),
+    )
+    tokens = sa.Table(
+        TOKENS,
+        metadata,
+        sa.Column("jti", sa.String(64), primary_key=True),
+        sa.Column("typ", sa.String(16), nullable=False),
+        sa.Column("subject", sa.String(255), nullable=False, index=True),
+        sa.Column("family", sa.String(64), nullable=False, index=True),
+        sa.Column("client_id", sa.String(255), nullable=True),
+        sa.Column("generation", sa.Integer, nullable=False),
+        sa.Column("issued_at", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+        sa.Column("revoked_at", sa.Float, nullable=True),
+        sa.Column("replaced_by", sa.String(64), nullable=True),
+    )
+    clients = sa.Table(
+        CLIENTS,
+        metadata,
+        sa.Column("client_id", sa.String(255), primary_key=True),
+        sa.Column("secret_hash", sa.String(255), nullable=False),
+        sa.Column("allowed_cidrs", sa.Text, nullable=False, default="[]"),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    return Tables(subjects, families, tokens, clients)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """What the store records of an issued token."""
+
+    jti: str
+    typ: str
+    subject: str
+    family: str
+    client_id: str | None
+    generation: int
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """Everything needed to decide whether a recorded token still lives."""
+
+    typ: str
+    subject: str
+    family: str
+    generation: int
+    current_generation: int
+    token_revoked: bool
+    family_revoked: bool
+    allowed_cidrs: str | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.token_revoked or self.family_revoked or self.generation != self.current_generation
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    client_id: str
+    secret_hash: str
+    allowed_cidrs: tuple[str, ...]
+
+
+def make_engine(uri: str) -> Engine:
+    """An engine tuned for the store: WAL and a busy timeout on SQLite files
+    (several worker processes share one file), one shared connection for an
+    in-memory SQLite, and pre-ping elsewhere so a restarted server is
+    reconnected to without restarting the app."""
+    url = sa.engine.make_url(uri)
+    if url.get_backend_name() == "sqlite":
+        memory = url.database in (None, "", ":memory:")
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=sa.pool.StaticPool if memory else None,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class SQLStore:
+    """Reads and writes the store's tables through one ``Engine``."""
+
+    def __init__(self, engine: Engine, metadata: sa.MetaData | None = None) -> None:
+        self.engine = engine
+        self.metadata = metadata if metadata is not None else sa.MetaData()
+        self.tables = define_tables(self.metadata)
+        self._lookup = self._lookup_statement()
+
+    # -- schema -----------------------------------------------------------
+
+    def create_all(self) -> None:
+        """Create the store's tables if they are missing (and only those)."""
+        try:
+            self.metadata.create_all(self.engine, tables=self.tables.all(), checkfirst=True)
+        except sa.exc.SQLAlchemyError:
+            # Two workers starting at once can race on CREATE TABLE; the
+            # loser finds the tables made by the winner on a second look.
+            self.metadata.create_all(self.engine, tables=self.tables.all(), checkfirst=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- subjects ---------------------------------------------------------
+
+    def current_generation(self, conn: Connection, subject: str) -> int:
+        """The subject's generation, creating its row (at 0) on first use."""
+        t = self.tables.subjects
+        row = conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).first()
+        if row is not None:
+            return int(row[0])
+        try:
+            with conn.begin_nested():
+                conn.execute(t.insert().values(subject=subject, generation=0, updated_at=time.time()))
+        except IntegrityError:
+            row = conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).one()
+            return int(row[0])
+        return 0
+
+    def bump_generation(self, subject: str) -> int:
+        """End every token of ``subject``: one row changes, whatever their number."""
+        t = self.tables.subjects
+        with self.transaction() as conn:
+            result = conn.execute(
+                t.update()
+                .where(t.c.subject == subject)
+                .values(generation=t.c.generation + 1, updated_at=time.time())
+                .returning(t.c.generation)
+            ).first()
+            if result is not None:
+                return int(result[0])
+            # Never issued anything: start it at 1 so that nothing signed
+            # under generation 0 (e.g. by another process right now) lives.
+            try:
+                with conn.begin_nested():
+                    conn.execute(t.insert().values(subject=subject, generation=1, updated_at=time.time()))
+                return 1
+            except IntegrityError:
+                row = conn.execute(
+                    t.update()
+                    .where(t.c.subject == subject)
+                    .values(generation=t.c.generation + 1, updated_at=time.time())
+                    .returning(t.c.generation)
+                ).one()
+                return int(row[0])
+
+    # -- tokens -----------------------------------------------------------
+
+    def record_family(self, conn: Connection, family: str, subject: str) -> None:
+        conn.execute(self.tables.families.insert().values(family=family, subject=subject, created_at=time.time()))
+
+    def record_tokens(self, conn: Connection, rows: Sequence[TokenRow]) -> None:
+        conn.execute(
+            self.tables.tokens.insert(),
+            [
+                {
+                    "jti": r.jti,
+                    "typ": r.typ,
+                    "subject": r.subject,
+                    "family": r.family,
+                    "client_id": r.client_id,
+                    "generation": r.generation,
+                    "issued_at": r.issued_at,
+                    "expires_at": r.expires_at,
+                }
+                for r in rows
+            ],
+        )
+
+    def _lookup_statement(self) -> sa.Select[Any]:
+        tok, fam, sub, cli = self.tables.tokens, self.tables.families, self.tables.subjects, self.tables.clients
+        return (
+            sa.select(
+                tok.c.typ,
+                tok.c.subject,
+                tok.c.family,
+                tok.c.generation,
+                sub.c.generation,
+                tok.c.revoked_at,
+                fam.c.revoked_at,
+                cli.c.allowed_cidrs,
+            )
+            .select_from(
+                tok.outerjoin(fam, fam.c.family == tok.c.family)
+                .outerjoin(sub, sub.c.subject == tok.c.subject)
+                .outerjoin(cli, cli.c.client_id == tok.c.client_id)
+            )
+            .where(tok.c.jti == sa.bindparam("jti"))
+        )
+
+    def lookup(self, jti: str, conn: Connection | None = None) -> TokenState | None:
+        """One indexed query: the token, its family, its subject, its client."""
+        if conn is None:
+            with self.engine.connect() as own:
+                row = own.execute(self._lookup, {"jti": jti}).first()
+        else:
+            row = conn.execute(self._lookup, {"jti": jti}).first()
+        if row is None:
+            return None
+        typ, subject, family, gen, current, tok_revoked, fam_revoked, cidrs = row
+        return TokenState(
+            typ=typ,
+            subject=subject,
+            family=family,
+            generation=int(gen),
+            current_generation=int(current or 0),
+            token_revoked=tok_revoked is not None,
+            family_revoked=fam_revoked is not None,
+            allowed_cidrs=cidrs,
+        )
+
+    def revoke_token(self, jti: str, conn: Connection, *, replaced_by: str | None = None) -> bool:
+        """Mark one token revoked; False if it already was (or is unknown).
+
+        The ``revoked_at IS NULL`` guard makes a rotation race-free: of two
+        requests refreshing with the same token, exactly one wins.
+        """
+        t = self.tables.tokens
+        result = conn.execute(
+            t.update()
+            .where(t.c.jti == jti, t.c.revoked_at.is_(None))
+            .values(revoked_at=time.time(), replaced_by=replaced_by)
+        )
+        return bool(result.rowcount == 1)
+
+    def revoke_family(self, family: str) -> bool:
+        t = self.tables.families
+        with self.transaction() as conn:
+            result = conn.execute(
+                t.update().where(t.c.family == family, t.c.revoked_at.is_(None)).values(revoked_at=time.time())
+            )
+            return bool(result.rowcount == 1)
+
+    # -- clients ----------------------------------------------------------
+
+    def put_client(self, client_id: str, secret_hash: str, allowed_cidrs: Sequence[str]) -> None:
+        """Create or replace an API client."""
+        t = self.tables.clients
+        values = {"secret_hash": secret_hash, "allowed_cidrs": json.dumps(list(allowed_cidrs))}
+        with self.transaction() as conn:
+            updated = conn.execute(t.update().where(t.c.client_id == client_id).values(**values)).rowcount
+            if not updated:
+                conn.execute(t.insert().values(client_id=client_id, created_at=time.time(), **values))
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        t = self.tables.clients
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.c.secret_hash, t.c.allowed_cidrs).where(t.c.client_id == client_id)
+            ).first()
+        if row is None:
+            return None
+        return ClientRecord(client_id, row[0], tuple(json.loads(row[1] or "[]")))
+
+    def delete_client(self, client_id: str) -> bool:
+        t = self.tables.clients
+        with self.transaction() as conn:
+            return bool(conn.execute(t.delete().where(t.c.client_id == client_id)).rowcount)
