@@ -14,6 +14,7 @@ import socket
 from bisect import bisect_right
 from collections.abc import Iterable
 
+
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     ranges.sort()
     starts: list[int] = []

@@ -42,7 +42,7 @@ DIALECTS = ("client",)
 
 DEFAULT_ACCESS_TTL = 3600
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
-DEFAULT_SECRET_HASH_METHOD = "scrypt"
+DEFAULT_SECRET_HASH_METHOD = "scrypt"  # noqa: S105 (a method name, not a secret)
 DEFAULT_TOKEN_CACHE_SIZE = 10_000
 
 
@@ -67,40 +67,87 @@ class SettingDoc:
 #: The configuration reference. ``docs/configuration.md`` and the README table
 #: are checked against this list by the test suite, so they cannot drift.
 SETTINGS: tuple[SettingDoc, ...] = (
-    SettingDoc("LOGOUT_SECRET_KEY", "str | bytes", "`SECRET_KEY`",
-               "HMAC key for HS* algorithms; at least as many bytes as the hash output (32 for HS256)."),
-    SettingDoc("LOGOUT_ALGORITHM", "str", "`HS256`",
-               "Signing algorithm, one of " + ", ".join(ALGORITHMS) + ". `none` is never accepted."),
-    SettingDoc("LOGOUT_PRIVATE_KEY", "PEM str | bytes", "none",
-               "Private key for RS*/PS*/ES* algorithms."),
-    SettingDoc("LOGOUT_PUBLIC_KEY", "PEM str | bytes", "derived from the private key",
-               "Public key used to verify RS*/PS*/ES* tokens."),
-    SettingDoc("LOGOUT_KEY_ID", "str", "RFC 7638 thumbprint of the public key (asymmetric only)",
-               "`kid` header put on issued tokens and required on verified ones."),
-    SettingDoc("LOGOUT_ACCESS_TOKEN_TTL", "int seconds | timedelta", "`3600`",
-               "Lifetime of access tokens."),
-    SettingDoc("LOGOUT_REFRESH_TOKEN_TTL", "int seconds | timedelta", "`2592000` (30 days)",
-               "Lifetime of refresh tokens."),
+    SettingDoc(
+        "LOGOUT_SECRET_KEY",
+        "str | bytes",
+        "`SECRET_KEY`",
+        "HMAC key for HS* algorithms; at least as many bytes as the hash output (32 for HS256).",
+    ),
+    SettingDoc(
+        "LOGOUT_ALGORITHM",
+        "str",
+        "`HS256`",
+        "Signing algorithm, one of " + ", ".join(ALGORITHMS) + ". `none` is never accepted.",
+    ),
+    SettingDoc("LOGOUT_PRIVATE_KEY", "PEM str | bytes", "none", "Private key for RS*/PS*/ES* algorithms."),
+    SettingDoc(
+        "LOGOUT_PUBLIC_KEY",
+        "PEM str | bytes",
+        "derived from the private key",
+        "Public key used to verify RS*/PS*/ES* tokens.",
+    ),
+    SettingDoc(
+        "LOGOUT_KEY_ID",
+        "str",
+        "RFC 7638 thumbprint of the public key (asymmetric only)",
+        "`kid` header put on issued tokens and required on verified ones.",
+    ),
+    SettingDoc("LOGOUT_ACCESS_TOKEN_TTL", "int seconds | timedelta", "`3600`", "Lifetime of access tokens."),
+    SettingDoc(
+        "LOGOUT_REFRESH_TOKEN_TTL", "int seconds | timedelta", "`2592000` (30 days)", "Lifetime of refresh tokens."
+    ),
     SettingDoc("LOGOUT_ISSUER", "str", "none", "`iss` claim put on and required of every token."),
     SettingDoc("LOGOUT_AUDIENCE", "str", "none", "`aud` claim put on and required of every token."),
     SettingDoc("LOGOUT_LEEWAY", "int seconds", "`0`", "Clock skew tolerated when checking `exp`."),
-    SettingDoc("LOGOUT_DATABASE_URI", "str", "`sqlite:///<instance>/flask_logout.sqlite3`",
-               "Store URL when no Flask-SQLAlchemy `db` is passed to the extension."),
-    SettingDoc("LOGOUT_PROTECTED_PATHS", "list[str]", "`[]`",
-               "Path prefixes the bearer middleware guards (`/api` guards `/api` and `/api/...`)."),
-    SettingDoc("LOGOUT_EXEMPT_METHODS", "list[str]", "`[\"OPTIONS\"]`",
-               "Methods passed through unauthenticated (CORS pre-flight)."),
-    SettingDoc("LOGOUT_TRUSTED_PROXIES", "int", "`0`",
-               "How many reverse proxies in front of the app append to `X-Forwarded-For`; "
-               "0 trusts none and uses `REMOTE_ADDR`."),
-    SettingDoc("LOGOUT_TRUSTED_PROXY_CIDRS", "list[str]", "`[]` (any peer)",
-               "If set, `X-Forwarded-For` is only read when `REMOTE_ADDR` is inside one of these ranges."),
-    SettingDoc("LOGOUT_DIALECTS", "list[str]", "`[\"client\"]`",
-               "API dialects whose blueprints are registered: " + ", ".join(DIALECTS) + "."),
-    SettingDoc("LOGOUT_CLIENT_SECRET_HASH", "str", "`scrypt`",
-               "werkzeug password-hash method used to store API client secrets."),
-    SettingDoc("LOGOUT_TOKEN_CACHE_SIZE", "int", "`10000`",
-               "How many verified token strings each process keeps, to skip re-decoding them; 0 disables."),
+    SettingDoc(
+        "LOGOUT_DATABASE_URI",
+        "str",
+        "`sqlite:///<instance>/flask_logout.sqlite3`",
+        "Store URL when no Flask-SQLAlchemy `db` is passed to the extension.",
+    ),
+    SettingDoc(
+        "LOGOUT_PROTECTED_PATHS",
+        "list[str]",
+        "`[]`",
+        "Path prefixes the bearer middleware guards (`/api` guards `/api` and `/api/...`).",
+    ),
+    SettingDoc(
+        "LOGOUT_EXEMPT_METHODS",
+        "list[str]",
+        '`["OPTIONS"]`',
+        "Methods passed through unauthenticated (CORS pre-flight).",
+    ),
+    SettingDoc(
+        "LOGOUT_TRUSTED_PROXIES",
+        "int",
+        "`0`",
+        "How many reverse proxies in front of the app append to `X-Forwarded-For`; "
+        "0 trusts none and uses `REMOTE_ADDR`.",
+    ),
+    SettingDoc(
+        "LOGOUT_TRUSTED_PROXY_CIDRS",
+        "list[str]",
+        "`[]` (any peer)",
+        "If set, `X-Forwarded-For` is only read when `REMOTE_ADDR` is inside one of these ranges.",
+    ),
+    SettingDoc(
+        "LOGOUT_DIALECTS",
+        "list[str]",
+        '`["client"]`',
+        "API dialects whose blueprints are registered: " + ", ".join(DIALECTS) + ".",
+    ),
+    SettingDoc(
+        "LOGOUT_CLIENT_SECRET_HASH",
+        "str",
+        "`scrypt`",
+        "werkzeug password-hash method used to store API client secrets.",
+    ),
+    SettingDoc(
+        "LOGOUT_TOKEN_CACHE_SIZE",
+        "int",
+        "`10000`",
+        "How many verified token strings each process keeps, to skip re-decoding them; 0 disables.",
+    ),
 )
 
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
@@ -172,7 +219,7 @@ def _warn_unknown(settings: Mapping[str, Any]) -> None:
     # keys (a redirect URL, say), but a typo of one of ours deserves a hint.
     for key in settings:
         if isinstance(key, str) and key.startswith("LOGOUT_") and key not in KNOWN_SETTINGS:
-            close = difflib.get_close_matches(key, KNOWN_SETTINGS, n=1)
+            close = difflib.get_close_matches(key, KNOWN_SETTINGS, n=1, cutoff=0.85)
             if close:
                 logger.warning("Unknown setting %s ignored; did you mean %s?", key, close[0])
 
@@ -217,7 +264,9 @@ def _asymmetric_keys(settings: Mapping[str, Any], algorithm: str, key_id: str | 
     try:
         private = serialization.load_pem_private_key(_bytes(pem), password=None)
     except (ValueError, TypeError) as exc:
-        raise ConfigError("LOGOUT_PRIVATE_KEY", f"not a readable unencrypted PEM private key ({exc.__class__.__name__})") from None
+        raise ConfigError(
+            "LOGOUT_PRIVATE_KEY", f"not a readable unencrypted PEM private key ({exc.__class__.__name__})"
+        ) from None
     public_pem = settings.get("LOGOUT_PUBLIC_KEY")
     if public_pem:
         try:
@@ -230,7 +279,9 @@ def _asymmetric_keys(settings: Mapping[str, Any], algorithm: str, key_id: str | 
         if not isinstance(private, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
             raise ConfigError("LOGOUT_PRIVATE_KEY", f"{algorithm} needs an RSA key pair")
         if private.key_size < 2048:
-            raise ConfigError("LOGOUT_PRIVATE_KEY", f"RSA key of {private.key_size} bits is too short; use 2048 or more")
+            raise ConfigError(
+                "LOGOUT_PRIVATE_KEY", f"RSA key of {private.key_size} bits is too short; use 2048 or more"
+            )
     else:
         curve = EC_ALGORITHMS[algorithm]
         if (
@@ -254,7 +305,7 @@ def _thumbprint(public: Any, algorithm: str) -> str:
 
     from jwt.algorithms import get_default_algorithms
 
-    jwk = json.loads(get_default_algorithms()[algorithm].to_jwk(public))  # type: ignore[attr-defined]
+    jwk = json.loads(get_default_algorithms()[algorithm].to_jwk(public))
     members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
     canonical = json.dumps({k: jwk[k] for k in members}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).digest()
@@ -339,5 +390,7 @@ def _hash_method(value: Any) -> str:
     try:
         generate_password_hash("probe", method=value)
     except (ValueError, TypeError):
-        raise ConfigError("LOGOUT_CLIENT_SECRET_HASH", f"unknown hash method {value!r}; try 'scrypt' or 'pbkdf2:sha256'") from None
+        raise ConfigError(
+            "LOGOUT_CLIENT_SECRET_HASH", f"unknown hash method {value!r}; try 'scrypt' or 'pbkdf2:sha256'"
+        ) from None
     return value

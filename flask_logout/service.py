@@ -44,7 +44,7 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: refused by most servers anyway; ours are well under 1 KB).
 MAX_TOKEN_LENGTH = 8192
 
-ENVIRON_TOKEN = "flask_logout.token"
+ENVIRON_TOKEN = "flask_logout.token"  # noqa: S105 (an environ key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +150,15 @@ class LogoutService:
                 claims["cid"] = client_id
             encoded = self.codec.encode(claims)
             verified = VerifiedToken(
-                jti=claims["jti"], typ=typ, sub=subject, fid=family, gen=generation,
-                iat=issued, exp=issued + ttl, cid=client_id, claims=claims,
+                jti=claims["jti"],
+                typ=typ,
+                sub=subject,
+                fid=family,
+                gen=generation,
+                iat=issued,
+                exp=issued + ttl,
+                cid=client_id,
+                claims=claims,
             )
             tokens[typ] = (encoded, verified)
             rows.append(TokenRow(claims["jti"], typ, principal, family, client_id, generation, issued, issued + ttl))

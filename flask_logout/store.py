@@ -328,9 +328,7 @@ class SQLStore:
     def get_client(self, client_id: str) -> ClientRecord | None:
         t = self.tables.clients
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(t.c.secret_hash, t.c.allowed_cidrs).where(t.c.client_id == client_id)
-            ).first()
+            row = conn.execute(sa.select(t.c.secret_hash, t.c.allowed_cidrs).where(t.c.client_id == client_id)).first()
         if row is None:
             return None
         return ClientRecord(client_id, row[0], tuple(json.loads(row[1] or "[]")))

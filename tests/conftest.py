@@ -1,0 +1,154 @@
+"""Shared fixtures.
+
+Store and endpoint tests run twice: on an SQLite file and on the real
+PostgreSQL server named by ``FLASK_LOGOUT_TEST_POSTGRES_URL``. Each PostgreSQL
+test gets a schema of its own, dropped afterwards. Without a server the
+PostgreSQL runs skip with the reason, except under ``CI=true``, where a
+missing server fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask, jsonify
+
+from flask_logout import LogoutManager, LogoutService, current_token, get_service
+
+PG_URL = os.environ.get("FLASK_LOGOUT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SECRET = "test-secret-key-that-is-long-enough-for-hs256!"
+FAST_HASH = "pbkdf2:sha256:1000"  # real hashing, cheap enough for hundreds of logins
+
+DEMO = ("demo-client", "demo-secret", ("127.0.0.0/8", "::1/128"))
+OTHER = ("other-client", "other-secret", ())
+LOCKED = ("locked-client", "locked-secret", ("203.0.113.0/24",))
+V6_ONLY = ("v6-client", "v6-secret", ("2001:db8::/32",))
+
+_pg_state: dict[str, Any] = {}
+
+
+def _postgres_engine() -> sa.Engine:
+    if "engine" not in _pg_state:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+        except Exception as exc:  # any failure to reach the server
+            _pg_state["error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        _pg_state["engine"] = engine
+    if "error" in _pg_state:
+        reason = f"PostgreSQL not reachable at {PG_URL} ({_pg_state['error']}); set FLASK_LOGOUT_TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and " + reason)
+        pytest.skip(reason)
+    return _pg_state["engine"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema."""
+    engine = _postgres_engine()
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_uri(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.sqlite3"
+    return str(request.getfixturevalue("postgres_uri"))
+
+
+def base_settings(database_uri: str, **overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "TESTING": True,
+        "LOGOUT_SECRET_KEY": SECRET,
+        "LOGOUT_DATABASE_URI": database_uri,
+        "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
+        "LOGOUT_PROTECTED_PATHS": ["/api"],
+    }
+    settings.update(overrides)
+    return settings
+
+
+def build_app(database_uri: str, **overrides: Any) -> Flask:
+    """A small app: the extension, four API clients, and ``GET /api/me``."""
+    app = Flask(__name__)
+    app.config.update(base_settings(database_uri, **overrides))
+    LogoutManager(app)
+    service = get_service(app)
+    for client_id, secret, cidrs in (DEMO, OTHER, LOCKED, V6_ONLY):
+        service.register_client(client_id, secret, cidrs)
+
+    @app.get("/api/me")
+    def me() -> Any:
+        token = current_token()
+        assert token is not None
+        return jsonify({"success": True, "data": {"client_id": token.cid, "sub": token.sub}})
+
+    @app.get("/public")
+    def public() -> Any:
+        return jsonify({"public": True})
+
+    return app
+
+
+@pytest.fixture
+def app(database_uri: str) -> Iterator[Flask]:
+    app = build_app(database_uri)
+    yield app
+    get_service(app).store.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def service(app: Flask) -> LogoutService:
+    return get_service(app)
+
+
+@pytest.fixture
+def login(client: Any) -> Callable[..., dict[str, Any]]:
+    """Log an API client in from 127.0.0.1 and return the ``data`` object."""
+
+    def _login(client_id: str = DEMO[0], secret: str = DEMO[1], ip: str = "127.0.0.1") -> dict[str, Any]:
+        response = client.post(
+            "/auth/login",
+            json={"client_id": client_id, "client_secret": secret},
+            environ_base={"REMOTE_ADDR": ip},
+        )
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["data"]  # type: ignore[no-any-return]
+
+    return _login
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def error(name: str, code: str, message: str) -> dict[str, Any]:
+    return {"error": {"name": name, "code": code, "message": message}}
+
+
+MISSING = error("UnauthorizedError", "UNAUTHORIZED", "Authorization header required")
+INVALID = error("UnauthorizedError", "UNAUTHORIZED", "Invalid token")
+EXPIRED = error("UnauthorizedError", "UNAUTHORIZED", "Token expired")
+FORBIDDEN = error("ForbiddenError", "FORBIDDEN", "IP address not authorized")
+
+
+def bad_request(message: str) -> dict[str, Any]:
+    return error("BadRequestError", "BAD_REQUEST", message)
