@@ -2,10 +2,13 @@
 
 Every setting can be given in the environment as ``FLASK_LOGOUT_...`` (for
 example ``FLASK_LOGOUT_DATABASE_URI=postgresql+psycopg://...``). On first
-start it creates an SQLite store in the instance folder and seeds:
+start it creates, in the instance folder, an SQLite store and an RS256 key
+pair, and seeds:
 
 * API client ``demo-client`` / ``demo-secret``, whitelist 127.0.0.0/8 and ::1/128;
 * API client ``locked-client`` / ``locked-secret``, whitelist 203.0.113.0/24;
+* user ``alice@example.com`` / ``wonderland`` for the web page and the
+  Descope endpoints;
 * ``GET /api/me``, protected by the bearer middleware.
 """
 
@@ -15,60 +18,146 @@ import os
 import secrets
 from typing import Any
 
-from flask import Flask, jsonify
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask, jsonify, make_response, render_template, request
+from werkzeug.security import check_password_hash, generate_password_hash
 
-from flask_logout import LogoutManager, current_token, get_service
+from flask_logout import LogoutError, LogoutManager, current_token, get_service
+from flask_logout.cookies import clear_auth_cookies, set_auth_cookies
+
+PROJECT_ID = "P2flasklogoutdemo"
 
 DEMO_CLIENTS = (
     ("demo-client", "demo-secret", ("127.0.0.0/8", "::1/128")),
     ("locked-client", "locked-secret", ("203.0.113.0/24",)),
 )
 
+#: Demo users: login id -> profile. Passwords are kept hashed, as they should be.
+DEMO_USERS: dict[str, dict[str, Any]] = {
+    "alice@example.com": {"userId": "U-alice", "name": "Alice", "email": "alice@example.com", "verifiedEmail": True},
+}
+_PASSWORD_HASHES = {"alice@example.com": generate_password_hash("wonderland", method="pbkdf2:sha256:100000")}
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(), method="pbkdf2:sha256:100000")
+
 
 def create_app(settings: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
-    app.config["LOGOUT_PROTECTED_PATHS"] = ["/api"]
+    app.config.update(
+        LOGOUT_PROTECTED_PATHS=["/api"],
+        LOGOUT_DIALECTS=["client", "descope"],
+        LOGOUT_ALGORITHM="RS256",
+        LOGOUT_DESCOPE_PROJECT_ID=PROJECT_ID,
+        LOGOUT_ISSUER=PROJECT_ID,
+        # The demo serves plain HTTP on 127.0.0.1; behind HTTPS set
+        # FLASK_LOGOUT_COOKIE_SECURE=true (the library's default).
+        LOGOUT_COOKIE_SECURE=False,
+    )
     app.config.from_prefixed_env()
     if settings:
         app.config.update(settings)
-    if not app.config.get("SECRET_KEY") and not app.config.get("LOGOUT_SECRET_KEY"):
-        app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
+    if app.config["LOGOUT_ALGORITHM"].startswith(("RS", "PS", "ES")) and not app.config.get("LOGOUT_PRIVATE_KEY"):
+        app.config["LOGOUT_PRIVATE_KEY"] = _instance_file(app.instance_path, "signing_key.pem", _new_rsa_pem)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_file(app.instance_path, "secret_key", lambda: secrets.token_urlsafe(48))
 
-    LogoutManager(app)
+    manager = LogoutManager(app)
+
+    @manager.credentials_loader
+    def check_password(login_id: str, password: str) -> dict[str, Any] | None:
+        known = _PASSWORD_HASHES.get(login_id)
+        # Hash even for unknown users, so timing does not tell who exists.
+        ok = check_password_hash(known or _DUMMY_HASH, password)
+        return DEMO_USERS[login_id] if known and ok else None
+
+    @manager.user_loader
+    def load_user(user_id: str) -> dict[str, Any] | None:
+        return next((u for u in DEMO_USERS.values() if u["userId"] == user_id), None)
+
     _seed(app)
 
     @app.get("/")
     def index() -> Any:
-        return jsonify(
-            {
-                "name": "flask-logout example",
-                "endpoints": ["POST /auth/login", "POST /auth/refresh", "POST /auth/logout", "GET /api/me"],
-                "demo_client": {"client_id": "demo-client", "client_secret": "demo-secret"},
-            }
+        """The web page: who is signed in, their sessions, and the sign-out buttons."""
+        service = get_service(app)
+        cookies = service.config.cookies
+        token, pair = None, None
+        session_cookie = request.cookies.get(cookies.session_name)
+        if session_cookie:
+            try:
+                token, _ = service.verify(session_cookie)
+            except LogoutError:
+                token = None
+        refresh_cookie = request.cookies.get(cookies.refresh_name)
+        if token is None and refresh_cookie:
+            # Silent refresh: the session cookie lapsed but the refresh cookie lives.
+            try:
+                pair = service.refresh(refresh_cookie)
+                token = pair.access
+            except LogoutError:
+                pair = None
+        user = load_user(token.sub) if token is not None else None
+        sessions = service.live_sessions(token.sub) if token is not None else []
+        response = make_response(
+            render_template("index.html", user=user, token=token, sessions=sessions, project_id=PROJECT_ID)
         )
+        response.headers["Cache-Control"] = "no-store"
+        if pair is not None:
+            set_auth_cookies(
+                response,
+                cookies,
+                pair.access_token,
+                pair.refresh_token,
+                session_max_age=service.config.access_ttl,
+                refresh_max_age=service.config.refresh_ttl,
+            )
+        elif token is None and (session_cookie or refresh_cookie):
+            clear_auth_cookies(response, cookies)  # revoked elsewhere: drop the dead cookies
+        return response
 
     @app.get("/api/me")
     def me() -> Any:
         token = current_token()
         assert token is not None  # the middleware guarantees it under /api
-        return jsonify({"success": True, "data": {"client_id": token.cid}})
+        if token.cid is not None:
+            return jsonify({"success": True, "data": {"client_id": token.cid}})
+        return jsonify({"success": True, "data": {"user_id": token.sub}})
+
+    @app.template_filter("when")
+    def when(epoch: float) -> str:
+        import datetime
+
+        return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     return app
 
 
-def _instance_secret(instance_path: str) -> str:
-    """A random signing key kept in the instance folder, shared by every worker."""
+def _new_rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _instance_file(instance_path: str, name: str, make: Any) -> str:
+    """A secret kept in the instance folder, made once and shared by every worker."""
     os.makedirs(instance_path, exist_ok=True)
-    path = os.path.join(instance_path, "secret_key")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(path, encoding="ascii") as existing:
-            return existing.read().strip()
-    with os.fdopen(fd, "w", encoding="ascii") as new:
-        key = secrets.token_urlsafe(48)
-        new.write(key)
-    return key
+    path = os.path.join(instance_path, name)
+    if not os.path.exists(path):
+        # Write aside, then link into place: link() fails if another worker
+        # won the race, and nobody ever reads a half-written file.
+        temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as new:
+            new.write(make())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    with open(path, encoding="ascii") as existing:
+        return existing.read().strip()
 
 
 def _seed(app: Flask) -> None:

@@ -38,7 +38,7 @@ ALGORITHMS = HMAC_ALGORITHMS + RSA_ALGORITHMS + tuple(EC_ALGORITHMS)
 MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 #: API dialects the extension can register.
-DIALECTS = ("client",)
+DIALECTS = ("client", "descope")
 
 DEFAULT_ACCESS_TTL = 3600
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
@@ -148,6 +148,36 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "`10000`",
         "How many verified token strings each process keeps, to skip re-decoding them; 0 disables.",
     ),
+    SettingDoc(
+        "LOGOUT_DESCOPE_PROJECT_ID",
+        "str",
+        "none (required by the `descope` dialect)",
+        "Project id clients send as `Bearer <ProjectID>:<RefreshJWT>`; keys are published at `/v2/keys/<ProjectID>`.",
+    ),
+    SettingDoc("LOGOUT_SESSION_COOKIE_NAME", "str", "`DS`", "Name of the session (access token) cookie."),
+    SettingDoc("LOGOUT_REFRESH_COOKIE_NAME", "str", "`DSR`", "Name of the refresh token cookie."),
+    SettingDoc("LOGOUT_COOKIE_DOMAIN", "str", "none (host-only)", "`Domain` of the refresh cookie (`cookieDomain`)."),
+    SettingDoc(
+        "LOGOUT_SESSION_COOKIE_DOMAIN",
+        "str",
+        "`LOGOUT_COOKIE_DOMAIN`",
+        "`Domain` of the session cookie (`sessionCookieDomain`).",
+    ),
+    SettingDoc("LOGOUT_COOKIE_PATH", "str", "`/`", "`Path` of both cookies (`cookiePath`)."),
+    SettingDoc("LOGOUT_COOKIE_SECURE", "bool", "`True`", "`Secure` flag of both cookies; keep it on behind HTTPS."),
+    SettingDoc("LOGOUT_COOKIE_SAMESITE", "str", "`Lax`", "`SameSite` of both cookies: `Strict`, `Lax` or `None`."),
+    SettingDoc(
+        "LOGOUT_CLEAR_SITE_DATA",
+        "bool",
+        "`False`",
+        'Send `Clear-Site-Data: "cookies", "storage"` on sign-out (clears every cookie of the site).',
+    ),
+    SettingDoc(
+        "LOGOUT_TRUSTED_ORIGINS",
+        "list[str]",
+        "`[]` (the request's own origin only)",
+        "Further origins (`https://app.example.com`) allowed to send cookie-authenticated sign-outs.",
+    ),
 )
 
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
@@ -174,6 +204,28 @@ class LogoutConfig:
     dialects: tuple[str, ...] = ("client",)
     secret_hash_method: str = DEFAULT_SECRET_HASH_METHOD
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
+    descope_project_id: str | None = None
+    cookies: CookieSettings = field(default_factory=lambda: CookieSettings())
+    trusted_origins: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CookieSettings:
+    """Names and attributes of the session and refresh cookies.
+
+    Clearing a cookie only works when ``Path``, ``Domain``, ``Secure`` and
+    ``SameSite`` match the ones it was set with, so setting and clearing both
+    read them from here.
+    """
+
+    session_name: str = "DS"
+    refresh_name: str = "DSR"
+    domain: str | None = None
+    session_domain: str | None = None
+    path: str = "/"
+    secure: bool = True
+    samesite: str = "Lax"
+    clear_site_data: bool = False
 
 
 def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None = None) -> LogoutConfig:
@@ -193,6 +245,18 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
     for dialect in dialects:
         if dialect not in DIALECTS:
             raise ConfigError("LOGOUT_DIALECTS", f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
+    project_id = _optional_str(settings, "LOGOUT_DESCOPE_PROJECT_ID")
+    if "descope" in dialects:
+        if project_id is None:
+            raise ConfigError("LOGOUT_DESCOPE_PROJECT_ID", "missing: the descope dialect needs a project id")
+        if algorithm in HMAC_ALGORITHMS:
+            raise ConfigError(
+                "LOGOUT_ALGORITHM",
+                f"{algorithm} cannot be used with the descope dialect: its clients verify tokens with the "
+                "published public keys, so choose RS256 or ES256 and set LOGOUT_PRIVATE_KEY",
+            )
+    if project_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", project_id):
+        raise ConfigError("LOGOUT_DESCOPE_PROJECT_ID", f"must be 1-128 letters, digits, '_' or '-', not {project_id!r}")
     return LogoutConfig(
         algorithm=algorithm,
         signing_key=signing_key,
@@ -211,7 +275,63 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         dialects=dialects,
         secret_hash_method=_hash_method(settings.get("LOGOUT_CLIENT_SECRET_HASH", DEFAULT_SECRET_HASH_METHOD)),
         token_cache_size=_int(settings, "LOGOUT_TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE),
+        descope_project_id=project_id,
+        cookies=_cookie_settings(settings),
+        trusted_origins=_origins(settings),
     )
+
+
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 token
+
+
+def _cookie_settings(settings: Mapping[str, Any]) -> CookieSettings:
+    names = {}
+    for setting, default in (("LOGOUT_SESSION_COOKIE_NAME", "DS"), ("LOGOUT_REFRESH_COOKIE_NAME", "DSR")):
+        name = settings.get(setting, default)
+        if not isinstance(name, str) or not _COOKIE_NAME.fullmatch(name):
+            raise ConfigError(setting, f"not a valid cookie name: {name!r}")
+        names[setting] = name
+    if names["LOGOUT_SESSION_COOKIE_NAME"] == names["LOGOUT_REFRESH_COOKIE_NAME"]:
+        raise ConfigError("LOGOUT_REFRESH_COOKIE_NAME", "must differ from LOGOUT_SESSION_COOKIE_NAME")
+    domain = _optional_str(settings, "LOGOUT_COOKIE_DOMAIN")
+    session_domain = _optional_str(settings, "LOGOUT_SESSION_COOKIE_DOMAIN") or domain
+    path = settings.get("LOGOUT_COOKIE_PATH", "/")
+    if not isinstance(path, str) or not path.startswith("/") or ";" in path:
+        raise ConfigError("LOGOUT_COOKIE_PATH", f"must be a path starting with '/', not {path!r}")
+    samesite = settings.get("LOGOUT_COOKIE_SAMESITE", "Lax")
+    if not isinstance(samesite, str) or samesite.capitalize() not in ("Strict", "Lax", "None"):
+        raise ConfigError("LOGOUT_COOKIE_SAMESITE", f"must be Strict, Lax or None, not {samesite!r}")
+    secure = _bool(settings, "LOGOUT_COOKIE_SECURE", True)
+    if samesite.capitalize() == "None" and not secure:
+        raise ConfigError("LOGOUT_COOKIE_SAMESITE", "None requires LOGOUT_COOKIE_SECURE = True (browsers refuse it)")
+    return CookieSettings(
+        session_name=names["LOGOUT_SESSION_COOKIE_NAME"],
+        refresh_name=names["LOGOUT_REFRESH_COOKIE_NAME"],
+        domain=domain,
+        session_domain=session_domain,
+        path=path,
+        secure=secure,
+        samesite=samesite.capitalize(),
+        clear_site_data=_bool(settings, "LOGOUT_CLEAR_SITE_DATA", False),
+    )
+
+
+def _origins(settings: Mapping[str, Any]) -> frozenset[str]:
+    origins = set()
+    for origin in _strings(settings, "LOGOUT_TRUSTED_ORIGINS", ()):
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError("LOGOUT_TRUSTED_ORIGINS", f"{origin!r} is not an origin like https://app.example.com")
+        origins.add(origin.lower())
+    return frozenset(origins)
+
+
+def _bool(settings: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = settings.get(name, default)
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be True or False, not {value!r}")
+    return value
 
 
 def _warn_unknown(settings: Mapping[str, Any]) -> None:
@@ -394,3 +514,18 @@ def _hash_method(value: Any) -> str:
             "LOGOUT_CLIENT_SECRET_HASH", f"unknown hash method {value!r}; try 'scrypt' or 'pbkdf2:sha256'"
         ) from None
     return value
+
+
+def settings_table() -> str:
+    """The configuration reference as a markdown table (README and docs embed it verbatim)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| Setting | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{s.name}` | {cell(s.type)} | {cell(s.default)} | {cell(s.meaning)} |" for s in SETTINGS]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m flask_logout.config > table.md
+    print(settings_table())

@@ -39,12 +39,31 @@ class InvalidToken(AuthError):
     message = "Invalid token"
 
 
+class WrongTokenType(InvalidToken):
+    """A refresh token where an access token belongs, or the reverse."""
+
+
+class UnknownToken(InvalidToken):
+    """Correctly signed, but never issued by this store."""
+
+
+class TokenRevoked(InvalidToken):
+    """Issued, then revoked: by logout, logout-all, rotation or family revocation."""
+
+
 class TokenExpired(AuthError):
     message = "Token expired"
 
 
 class InvalidCredentials(AuthError):
     message = "Invalid client credentials"
+
+
+class CrossOriginRequest(AuthError):
+    """A cookie-authenticated request from another origin (CSRF defence)."""
+
+    status = 403
+    message = "Cross-origin request refused"
 
 
 class IPNotAuthorized(AuthError):

@@ -11,6 +11,7 @@ registers the blueprints of the configured dialects and, when
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
 
 EXTENSION_KEY = "flask_logout"
+
+#: ``(login_id, password) -> user dict or None``; see :meth:`LogoutManager.credentials_loader`.
+CredentialsLoader = Callable[[str, str], "dict[str, Any] | None"]
+#: ``user_id -> user dict or None``; see :meth:`LogoutManager.user_loader`.
+UserLoader = Callable[[str], "dict[str, Any] | None"]
 
 
 @dataclass
@@ -48,8 +54,27 @@ class LogoutManager:
     def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
         self.db = db
         self._app: Flask | None = None
+        self.check_credentials: CredentialsLoader | None = None
+        self.load_user: UserLoader | None = None
         if app is not None:
             self.init_app(app)
+
+    def credentials_loader(self, callback: CredentialsLoader) -> CredentialsLoader:
+        """Register the function that checks a user's login id and password.
+
+        It returns a user dict with at least ``"userId"`` (other keys, such as
+        ``"email"`` or ``"name"``, are passed on to the client), or ``None``
+        when the credentials are wrong. Compare passwords with
+        ``werkzeug.security.check_password_hash``, never with ``==``.
+        """
+        self.check_credentials = callback
+        return callback
+
+    def user_loader(self, callback: UserLoader) -> UserLoader:
+        """Register the function that returns a user dict by id (for refresh
+        answers); ``None`` means the user is gone and refresh is refused."""
+        self.load_user = callback
+        return callback
 
     def init_app(self, app: Flask, *, db: SQLAlchemy | None = None) -> None:
         db = db if db is not None else self.db
@@ -69,6 +94,10 @@ class LogoutManager:
             from .dialects.client_api import bp as client_bp
 
             app.register_blueprint(client_bp)
+        if "descope" in config.dialects:
+            from .dialects.descope import bp as descope_bp
+
+            app.register_blueprint(descope_bp)
         if config.protected_paths:
             app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
         if self._app is None:
@@ -82,12 +111,21 @@ class LogoutManager:
 
 def get_service(app: Any = None) -> LogoutService:
     """The :class:`LogoutService` of ``app`` (default: the current app)."""
+    return _state(app).service
+
+
+def get_manager(app: Any = None) -> LogoutManager:
+    """The :class:`LogoutManager` initialised on ``app`` (default: the current app)."""
+    return _state(app).manager
+
+
+def _state(app: Any) -> _State:
     target = app if app is not None else current_app
     try:
         state: _State = target.extensions[EXTENSION_KEY]
     except (KeyError, AttributeError):
         raise RuntimeError("flask_logout is not initialised on this app: call LogoutManager(app)") from None
-    return state.service
+    return state
 
 
 def _has_app_context() -> bool:

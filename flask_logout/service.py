@@ -31,9 +31,12 @@ from .errors import (
     MissingAuthorization,
     StoreUnavailable,
     TokenExpired,
+    TokenRevoked,
+    UnknownToken,
+    WrongTokenType,
 )
 from .proxies import client_ip
-from .store import ClientRecord, SQLStore, TokenRow, TokenState, make_engine
+from .store import ClientRecord, SessionInfo, SQLStore, TokenRow, TokenState, make_engine
 from .tokens import ACCESS, REFRESH, TokenCodec, VerifiedToken, now, principal_key
 
 logger = logging.getLogger("flask_logout")
@@ -186,15 +189,15 @@ class LogoutService:
             verified = self.codec.decode(token)
             self._cache.put(token, verified)
         if verified.typ != expected_type:
-            raise InvalidToken(detail=f"{verified.typ} token where {expected_type} expected")
+            raise WrongTokenType(detail=f"{verified.typ} token where {expected_type} expected")
         try:
             state = self.store.lookup(verified.jti)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         if state is None:
-            raise InvalidToken(detail="unknown token")
+            raise UnknownToken(detail="unknown token")
         if state.revoked:
-            raise InvalidToken(detail="revoked")
+            raise TokenRevoked(detail="revoked")
         if verified.exp + self.config.leeway <= now():
             raise TokenExpired(detail="expired")
         return verified, state
@@ -246,7 +249,7 @@ class LogoutService:
             with self.store.transaction() as conn:
                 pair, rows = self._mint(verified.sub, verified.cid, verified.fid, verified.gen)
                 if not self.store.revoke_token(verified.jti, conn, replaced_by=pair.refresh.jti):
-                    raise InvalidToken(detail="refresh token already rotated")
+                    raise TokenRevoked(detail="refresh token already rotated")
                 self.store.record_tokens(conn, rows)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
@@ -282,6 +285,20 @@ class LogoutService:
                 self.store.revoke_token(jti, conn)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+
+    def live_sessions(self, subject: str, *, client_id: str | None = None) -> list[SessionInfo]:
+        """The sign-ins of a user (or API client) that can still be refreshed."""
+        try:
+            return self.store.live_sessions(principal_key(subject, client_id), now())
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+
+    def jwks(self) -> dict[str, Any]:
+        """The public verification key as a JWK Set (RFC 7517), for RS/PS/ES algorithms.
+
+        Empty for HMAC: a shared secret is never published.
+        """
+        return {"keys": self.codec.public_jwks()}
 
     # -- API clients ------------------------------------------------------
 

@@ -127,6 +127,15 @@ class TokenState:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One live sign-in (token family) of a subject."""
+
+    family: str
+    created_at: float
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClientRecord:
     client_id: str
     secret_hash: str
@@ -313,6 +322,31 @@ class SQLStore:
                 t.update().where(t.c.family == family, t.c.revoked_at.is_(None)).values(revoked_at=time.time())
             )
             return bool(result.rowcount == 1)
+
+    def live_sessions(self, subject: str, now: int) -> list[SessionInfo]:
+        """The sign-ins of ``subject`` that can still be refreshed, oldest first.
+
+        A session lives while its family is not revoked, it was issued under
+        the subject's current generation, and one of its refresh tokens is
+        neither rotated out nor expired.
+        """
+        tok, fam, sub = self.tables.tokens, self.tables.families, self.tables.subjects
+        query = (
+            sa.select(fam.c.family, fam.c.created_at, sa.func.max(tok.c.expires_at))
+            .select_from(fam.join(tok, tok.c.family == fam.c.family).outerjoin(sub, sub.c.subject == fam.c.subject))
+            .where(
+                fam.c.subject == subject,
+                fam.c.revoked_at.is_(None),
+                tok.c.typ == "refresh",
+                tok.c.revoked_at.is_(None),
+                tok.c.expires_at > now,
+                tok.c.generation == sa.func.coalesce(sub.c.generation, 0),
+            )
+            .group_by(fam.c.family, fam.c.created_at)
+            .order_by(fam.c.created_at)
+        )
+        with self.engine.connect() as conn:
+            return [SessionInfo(row[0], float(row[1]), int(row[2])) for row in conn.execute(query)]
 
     # -- clients ----------------------------------------------------------
 

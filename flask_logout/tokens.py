@@ -72,6 +72,18 @@ class TokenCodec:
             payload["aud"] = self._config.audience
         return jwt.encode(payload, self._config.signing_key, algorithm=self._config.algorithm, headers=self._headers)
 
+    def public_jwks(self) -> list[dict[str, Any]]:
+        """The verification key as JWKs with ``kid``, ``alg`` and ``use``."""
+        if self._config.algorithm.startswith("HS"):
+            return []
+        from jwt.algorithms import get_default_algorithms
+
+        jwk: dict[str, Any] = get_default_algorithms()[self._config.algorithm].to_jwk(
+            self._config.verifying_key, as_dict=True
+        )
+        jwk.update({"kid": self._config.key_id, "alg": self._config.algorithm, "use": "sig"})
+        return [jwk]
+
     def decode(self, token: str) -> VerifiedToken:
         """Verify signature, issuer, audience and claim types; raise :class:`InvalidToken`."""
         try:

@@ -152,3 +152,59 @@ FORBIDDEN = error("ForbiddenError", "FORBIDDEN", "IP address not authorized")
 
 def bad_request(message: str) -> dict[str, Any]:
     return error("BadRequestError", "BAD_REQUEST", message)
+
+
+@pytest.fixture(scope="session")
+def rsa_pem() -> str:
+    """One RSA key for the whole run: generating one costs about 100 ms."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def example_settings(database_uri: str, rsa_pem: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for ``example_app.create_app`` that write nothing to its instance folder."""
+    settings: dict[str, Any] = {
+        "TESTING": True,
+        "SECRET_KEY": SECRET,
+        "LOGOUT_PRIVATE_KEY": rsa_pem,
+        "LOGOUT_DATABASE_URI": database_uri,
+        "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
+    }
+    settings.update(overrides)
+    return settings
+
+
+class LiveServer:
+    """A real HTTP server (werkzeug, threaded) on a free loopback port."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1") -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        self.app = app
+        self.server = make_server(host, 0, app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_example(database_uri: str, rsa_pem: str) -> Iterator[LiveServer]:
+    """The example app served over real HTTP on a free port."""
+    from example_app import create_app
+
+    app = create_app(example_settings(database_uri, rsa_pem))
+    server = LiveServer(app)
+    yield server
+    server.stop()
+    get_service(app).store.engine.dispose()

@@ -9,12 +9,12 @@ import pytest
 from example_app import create_app
 from flask_logout import get_service
 
-from .conftest import FAST_HASH, FORBIDDEN, INVALID, MISSING, bearer
+from .conftest import FAST_HASH, FORBIDDEN, INVALID, MISSING, SECRET, bearer, example_settings
 
 
 @pytest.fixture
-def example(database_uri: str, tmp_path: Any) -> Any:
-    app = create_app({"TESTING": True, "LOGOUT_DATABASE_URI": database_uri, "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH})
+def example(database_uri: str, rsa_pem: str) -> Any:
+    app = create_app(example_settings(database_uri, rsa_pem))
     yield app
     get_service(app).store.engine.dispose()
 
@@ -49,13 +49,8 @@ def test_locked_client_is_refused_from_loopback(example: Any) -> None:
     assert allowed.status_code == 200
 
 
-def test_seeding_is_idempotent(database_uri: str) -> None:
-    settings = {
-        "TESTING": True,
-        "LOGOUT_DATABASE_URI": database_uri,
-        "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
-        "SECRET_KEY": "k" * 40,
-    }
+def test_seeding_is_idempotent(database_uri: str, rsa_pem: str) -> None:
+    settings = example_settings(database_uri, rsa_pem)
     first = create_app(settings)
     second = create_app(settings)  # a second worker starting on the same store
     assert _login(second.test_client(), "demo-client", "demo-secret").status_code == 200
@@ -64,21 +59,30 @@ def test_seeding_is_idempotent(database_uri: str) -> None:
 
 
 def test_settings_from_flask_prefixed_environment(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, database_uri: str
+    rsa_pem: str, monkeypatch: pytest.MonkeyPatch, database_uri: str
 ) -> None:
     monkeypatch.setenv("FLASK_LOGOUT_ACCESS_TOKEN_TTL", "120")
     monkeypatch.setenv("FLASK_LOGOUT_DATABASE_URI", database_uri)
     monkeypatch.setenv("FLASK_LOGOUT_CLIENT_SECRET_HASH", FAST_HASH)
+    monkeypatch.setenv("FLASK_LOGOUT_PRIVATE_KEY", rsa_pem)
+    monkeypatch.setenv("FLASK_SECRET_KEY", SECRET)
     app = create_app({"TESTING": True})
     login = _login(app.test_client(), "demo-client", "demo-secret")
     assert login.get_json()["data"]["expires_in"] == 120
     get_service(app).store.engine.dispose()
 
 
-def test_signing_key_persists_in_the_instance_folder(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_instance_secrets_are_made_once(tmp_path: Any) -> None:
     import example_app
 
-    monkeypatch.delenv("FLASK_SECRET_KEY", raising=False)
-    first = example_app._instance_secret(str(tmp_path / "instance"))
-    assert len(first) >= 60
-    assert example_app._instance_secret(str(tmp_path / "instance")) == first
+    calls = []
+
+    def make() -> str:
+        calls.append(1)
+        return f"value-{len(calls)}"
+
+    folder = str(tmp_path / "instance")
+    assert example_app._instance_file(folder, "k", make) == "value-1"
+    assert example_app._instance_file(folder, "k", make) == "value-1"
+    assert len(calls) == 1
+    assert oct((tmp_path / "instance" / "k").stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,132 @@
+"""Setting and clearing the session and refresh cookies.
+
+A browser deletes a cookie only when the deleting ``Set-Cookie`` names the
+same cookie: same name, ``Path`` and ``Domain`` (and, for ``__Host-`` and
+``Secure`` cookies, the same ``Secure``). So the functions that set and the
+functions that clear both take their attributes from one
+:class:`~flask_logout.config.CookieSettings`, and clearing sends
+``Max-Age=0`` with an expiry in the past for old clients.
+
+Both cookies are ``HttpOnly``: page scripts never need to read a token, and
+an injected script then cannot steal one. ``SameSite=Lax`` keeps them off
+cross-site POSTs; sign-out additionally checks the request's origin (see
+:func:`same_origin`), which also covers same-site but cross-origin pages.
+
+Usable from Flask views (``set_auth_cookies(response, ...)``) and from plain
+WSGI apps (``auth_cookie_headers(...)`` / ``clear_cookie_headers(...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from werkzeug.http import dump_cookie
+
+from .config import CookieSettings
+
+CLEAR_SITE_DATA = '"cookies", "storage"'
+
+
+class _HasHeaders(Protocol):
+    headers: Any
+
+
+def _samesite(settings: CookieSettings) -> Literal["Strict", "Lax", "None"]:
+    return settings.samesite  # type: ignore[return-value]
+
+
+def _cookie(settings: CookieSettings, name: str, value: str, max_age: int, domain: str | None) -> str:
+    return dump_cookie(
+        name,
+        value,
+        max_age=max_age,
+        expires=0 if max_age == 0 else None,
+        path=settings.path,
+        domain=domain,
+        secure=settings.secure,
+        httponly=True,
+        samesite=_samesite(settings),
+    )
+
+
+def auth_cookie_headers(
+    settings: CookieSettings,
+    session_token: str,
+    refresh_token: str,
+    *,
+    session_max_age: int,
+    refresh_max_age: int,
+) -> list[tuple[str, str]]:
+    """``Set-Cookie`` headers that store both tokens in the browser."""
+    return [
+        (
+            "Set-Cookie",
+            _cookie(settings, settings.session_name, session_token, session_max_age, settings.session_domain),
+        ),
+        ("Set-Cookie", _cookie(settings, settings.refresh_name, refresh_token, refresh_max_age, settings.domain)),
+    ]
+
+
+def clear_cookie_headers(settings: CookieSettings) -> list[tuple[str, str]]:
+    """Headers that make the browser drop both cookies (and, if configured, site storage)."""
+    headers = [
+        ("Set-Cookie", _cookie(settings, settings.session_name, "", 0, settings.session_domain)),
+        ("Set-Cookie", _cookie(settings, settings.refresh_name, "", 0, settings.domain)),
+    ]
+    if settings.clear_site_data:
+        headers.append(("Clear-Site-Data", CLEAR_SITE_DATA))
+    return headers
+
+
+def set_auth_cookies(
+    response: _HasHeaders,
+    settings: CookieSettings,
+    session_token: str,
+    refresh_token: str,
+    *,
+    session_max_age: int,
+    refresh_max_age: int,
+) -> None:
+    """Add the cookie-setting headers to a werkzeug/Flask response."""
+    for name, value in auth_cookie_headers(
+        settings, session_token, refresh_token, session_max_age=session_max_age, refresh_max_age=refresh_max_age
+    ):
+        response.headers.add(name, value)
+
+
+def clear_auth_cookies(response: _HasHeaders, settings: CookieSettings) -> None:
+    """Add the cookie-clearing headers to a werkzeug/Flask response."""
+    for name, value in clear_cookie_headers(settings):
+        response.headers.add(name, value)
+
+
+def request_origin(environ: Mapping[str, Any]) -> str:
+    """The origin this request was addressed to (``scheme://host[:port]``)."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    default_port = ":443" if scheme == "https" else ":80"
+    if host.endswith(default_port):
+        host = host[: -len(default_port)]
+    return f"{scheme}://{host}".lower()
+
+
+def same_origin(environ: Mapping[str, Any], trusted_origins: frozenset[str] = frozenset()) -> bool:
+    """Whether a cookie-authenticated request comes from a page we trust.
+
+    Browsers send ``Origin`` on every cross-origin request and on same-origin
+    POSTs; ``Referer`` is the fallback for old ones. A request carrying
+    neither is refused: a state-changing request authenticated by an ambient
+    cookie must show where it came from.
+    """
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin or origin == "null":
+        referer = environ.get("HTTP_REFERER")
+        if not referer or origin == "null":
+            return False
+        parts = referer.split("/", 3)
+        if len(parts) < 3:
+            return False
+        origin = f"{parts[0]}//{parts[2]}"
+    origin = origin.lower()
+    return origin == request_origin(environ) or origin in trusted_origins

@@ -1,0 +1,386 @@
+"""The Descope dialect: ``POST /v1/auth/logout``, ``/v1/auth/logoutall`` and what its SDKs need.
+
+Clients authenticate with ``Authorization: Bearer <ProjectID>:<RefreshJWT>``;
+browsers may instead send the refresh cookie, in which case the request must
+come from our own origin (or a trusted one). A successful sign-out answers the
+full JWT-response shape with every token and user field empty and the cookie
+fields set so that the client drops its cookies, and sends ``Set-Cookie``
+headers that delete them.
+
+Besides sign-out, the endpoints the official SDKs call to be usable at all:
+password sign-in (checked by the application's credentials loader),
+refresh, and the JWKS at ``GET /v2/keys/<ProjectID>``.
+
+Errors are ``{"errorCode", "errorDescription", "errorMessage"}`` with the
+codes of :data:`ERRORS`. Only a store that is really down answers 503: the
+SDKs retry 503 and 520-530 answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..cookies import clear_auth_cookies, same_origin, set_auth_cookies
+from ..errors import (
+    CrossOriginRequest,
+    InvalidToken,
+    LogoutError,
+    StoreUnavailable,
+    TokenExpired,
+    TokenRevoked,
+)
+from ..extension import get_manager
+from ..service import LogoutService, TokenPair
+from ..tokens import REFRESH, VerifiedToken
+
+logger = logging.getLogger("flask_logout")
+
+bp = Blueprint("flask_logout_descope", __name__)
+
+CURRENT_SESSION = "currentSession"
+ALL_SESSIONS = "allSessions"
+LOGOUT_TYPES = (CURRENT_SESSION, ALL_SESSIONS)
+
+
+@dataclass(frozen=True)
+class DescopeError:
+    """One row of the documented error table."""
+
+    code: str
+    status: int
+    description: str
+
+
+#: The documented error table: name -> code, HTTP status, description.
+ERRORS: dict[str, DescopeError] = {
+    "bad_body": DescopeError("E011001", 400, "Invalid request body"),
+    "bad_logout_type": DescopeError("E011002", 400, "Invalid logoutType"),
+    "missing_field": DescopeError("E011003", 400, "Missing or invalid argument"),
+    "missing_auth": DescopeError("E061001", 401, "Missing authorization"),
+    "malformed_auth": DescopeError("E061002", 401, "Malformed authorization"),
+    "project_mismatch": DescopeError("E061003", 401, "Project mismatch"),
+    "invalid_token": DescopeError("E061004", 401, "Invalid refresh token"),
+    "expired_token": DescopeError("E061005", 401, "Refresh token expired"),
+    "revoked_token": DescopeError("E061006", 401, "Refresh token revoked"),
+    "cross_origin": DescopeError("E061007", 403, "Cross-origin request refused"),
+    "bad_credentials": DescopeError("E062001", 401, "Invalid credentials"),
+    "unknown_project": DescopeError("E064001", 404, "Unknown project"),
+    "signin_disabled": DescopeError("E069001", 501, "Sign-in not configured"),
+    "store_down": DescopeError("E013001", 503, "Service unavailable"),
+}
+
+
+class DescopeFailure(Exception):
+    """Raised by the dialect's views; rendered with the Descope envelope."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.error = ERRORS[kind]
+        self.message = message
+
+
+def error_response(failure: DescopeFailure) -> Response:
+    response = jsonify(
+        {
+            "errorCode": failure.error.code,
+            "errorDescription": failure.error.description,
+            "errorMessage": failure.message,
+        }
+    )
+    response.status_code = failure.error.status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(DescopeFailure)
+def _failure(failure: DescopeFailure) -> Response:
+    return error_response(failure)
+
+
+@bp.errorhandler(LogoutError)
+def _core_error(error: LogoutError) -> Response:
+    return error_response(translate(error))
+
+
+def translate(error: LogoutError) -> DescopeFailure:
+    """Map a core error to the Descope error table."""
+    if isinstance(error, TokenRevoked):
+        return DescopeFailure("revoked_token", "The refresh token was revoked; sign in again")
+    if isinstance(error, TokenExpired):
+        return DescopeFailure("expired_token", "The refresh token has expired; sign in again")
+    if isinstance(error, InvalidToken):
+        return DescopeFailure("invalid_token", "The refresh token is not valid")
+    if isinstance(error, CrossOriginRequest):
+        return DescopeFailure("cross_origin", "Cookie-authenticated requests must come from this site's origin")
+    if isinstance(error, StoreUnavailable):
+        return DescopeFailure("store_down", error.message)
+    return DescopeFailure("invalid_token", error.message)
+
+
+# -- response shape ----------------------------------------------------------
+
+EMPTY_USER: dict[str, Any] = {
+    "loginIds": [],
+    "userId": "",
+    "name": "",
+    "email": "",
+    "phone": "",
+    "verifiedEmail": False,
+    "verifiedPhone": False,
+    "roleNames": [],
+    "userTenants": [],
+    "status": "",
+    "externalIds": [],
+    "picture": "",
+    "test": False,
+    "customAttributes": {},
+    "createdTime": 0,
+    "TOTP": False,
+    "SAML": False,
+    "OAuth": {},
+    "webauthn": False,
+    "password": False,
+    "ssoAppIds": [],
+    "givenName": "",
+    "middleName": "",
+    "familyName": "",
+    "editable": False,
+    "SCIM": False,
+    "push": False,
+    "permissions": [],
+    "OIDC": False,
+    "consentExpiration": 0,
+}
+
+EMPTY_IDP_RESPONSE: dict[str, Any] = {
+    "samlResponse": "",
+    "samlGeneratedUser": "",
+    "samlGeneratedRoles": "",
+    "oidcResponse": "",
+    "oidcGeneratedUser": "",
+    "oidcGeneratedRoles": "",
+    "idpGroups": [],
+    "idpSAMLAttributes": False,
+    "idpOIDCClaims": {},
+}
+
+
+def jwt_response(
+    service: LogoutService, pair: TokenPair | None = None, user: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JWT-response body: filled from ``pair`` and ``user``, or all empty for a sign-out."""
+    cookies = service.config.cookies
+    body: dict[str, Any] = {
+        "sessionJwt": "",
+        "refreshJwt": "",
+        "cookieDomain": cookies.domain or "",
+        "cookiePath": cookies.path,
+        "cookieMaxAge": 0,
+        "cookieExpiration": 0,
+        "user": copy.deepcopy(EMPTY_USER),
+        "firstSeen": False,
+        "idpResponse": copy.deepcopy(EMPTY_IDP_RESPONSE),
+        "sessionExpiration": 0,
+        "externalToken": "",
+        "claims": {},
+        "tenantSSOID": "",
+        "trustedDeviceJwt": "",
+        "nextRefreshSeconds": 0,
+        "cookieName": cookies.refresh_name,
+        "sessionCookieName": cookies.session_name,
+        "sessionCookieDomain": cookies.session_domain or "",
+    }
+    if pair is not None:
+        body.update(
+            {
+                "sessionJwt": pair.access_token,
+                "refreshJwt": pair.refresh_token,
+                "cookieMaxAge": service.config.refresh_ttl,
+                "cookieExpiration": pair.refresh.exp,
+                "sessionExpiration": pair.access.exp,
+                "nextRefreshSeconds": service.config.access_ttl,
+                "claims": dict(pair.access.claims),
+            }
+        )
+    if user is not None:
+        body["user"].update({k: v for k, v in user.items() if k in EMPTY_USER})
+    return body
+
+
+def _tokens_response(service: LogoutService, pair: TokenPair, user: dict[str, Any]) -> Response:
+    response = jsonify(jwt_response(service, pair, user))
+    response.headers["Cache-Control"] = "no-store"
+    set_auth_cookies(
+        response,
+        service.config.cookies,
+        pair.access_token,
+        pair.refresh_token,
+        session_max_age=service.config.access_ttl,
+        refresh_max_age=service.config.refresh_ttl,
+    )
+    return response
+
+
+def _signed_out_response(service: LogoutService) -> Response:
+    response = jsonify(jwt_response(service))
+    response.headers["Cache-Control"] = "no-store"
+    clear_auth_cookies(response, service.config.cookies)
+    return response
+
+
+# -- request parsing ---------------------------------------------------------
+
+
+def _service() -> LogoutService:
+    return current_app.extensions["flask_logout"].service  # type: ignore[no-any-return]
+
+
+def _project_id(service: LogoutService) -> str:
+    project_id = service.config.descope_project_id
+    assert project_id is not None  # enforced at start-up
+    return project_id
+
+
+def _check_project(service: LogoutService, presented: str) -> None:
+    if not hmac.compare_digest(presented.encode(), _project_id(service).encode()):
+        raise DescopeFailure("project_mismatch", "The project id does not match this project")
+
+
+def _bearer_parts(service: LogoutService) -> tuple[str, str] | None:
+    """``(project_id, token)`` from ``Authorization: Bearer <pid>[:<token>]``, or ``None``."""
+    header = request.headers.get("Authorization")
+    if header is None or not header.strip():
+        return None
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise DescopeFailure("malformed_auth", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>")
+    project_id, _, token = parts[1].partition(":")
+    _check_project(service, project_id)
+    return project_id, token
+
+
+def refresh_token_from_request(service: LogoutService) -> str:
+    """The refresh JWT from the bearer, or else from the refresh cookie (same origin only)."""
+    parts = _bearer_parts(service)
+    if parts is not None and parts[1]:
+        return parts[1]
+    cookie = request.cookies.get(service.config.cookies.refresh_name)
+    if cookie:
+        if not same_origin(request.environ, service.config.trusted_origins):
+            raise DescopeFailure("cross_origin", "Cookie-authenticated requests must come from this site's origin")
+        return cookie
+    raise DescopeFailure(
+        "missing_auth", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT> or the refresh cookie"
+    )
+
+
+def _body() -> dict[str, Any]:
+    """The JSON object body; an empty body is ``{}`` (the body is optional)."""
+    if not request.get_data(cache=True):
+        return {}
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise DescopeFailure("bad_body", "The request body must be a JSON object")
+    return data
+
+
+def _logout_type(data: dict[str, Any]) -> str:
+    value = data.get("logoutType")
+    accepted = ", ".join(f'"{t}"' for t in LOGOUT_TYPES)
+    if value is None:
+        return CURRENT_SESSION
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DescopeFailure("bad_logout_type", f"logoutType must be a list of strings; accepted values: {accepted}")
+    unknown = [v for v in value if v not in LOGOUT_TYPES]
+    if unknown:
+        raise DescopeFailure("bad_logout_type", f"Unknown logoutType value {unknown[0]!r}; accepted values: {accepted}")
+    return ALL_SESSIONS if ALL_SESSIONS in value else CURRENT_SESSION
+
+
+def _verified_refresh(service: LogoutService) -> VerifiedToken:
+    token = refresh_token_from_request(service)
+    verified, state = service.verify(token, expected_type=REFRESH)
+    service.check_ip(state, service.request_ip(request.environ))
+    return verified
+
+
+# -- views -------------------------------------------------------------------
+
+
+@bp.post("/v1/auth/logout")
+def logout() -> Response:
+    service = _service()
+    data = _body()  # a malformed body is refused before anything is revoked
+    scope = _logout_type(data)
+    verified = _verified_refresh(service)
+    if scope == ALL_SESSIONS:
+        service.logout_all(verified)
+    else:
+        service.revoke_family(verified.fid)
+    return _signed_out_response(service)
+
+
+@bp.post("/v1/auth/logoutall")
+def logout_all() -> Response:
+    service = _service()
+    _body()
+    service.logout_all(_verified_refresh(service))
+    return _signed_out_response(service)
+
+
+@bp.post("/v1/auth/refresh")
+def refresh() -> Response:
+    service = _service()
+    _body()
+    token = refresh_token_from_request(service)
+    pair = service.refresh(token, ip=service.request_ip(request.environ))
+    user = _load_user(pair.access.sub)
+    if user is None:
+        service.revoke_family(pair.access.fid)
+        raise DescopeFailure("invalid_token", "The user of this session no longer exists")
+    return _tokens_response(service, pair, user)
+
+
+@bp.post("/v1/auth/password/signin")
+def password_signin() -> Response:
+    service = _service()
+    if request.headers.get("Authorization"):
+        _bearer_parts(service)  # the SDKs send Bearer <ProjectID>; it must match
+    data = _body()
+    login_id, password = data.get("loginId"), data.get("password")
+    if not isinstance(login_id, str) or not login_id or not isinstance(password, str) or not password:
+        raise DescopeFailure("missing_field", "loginId and password must be non-empty strings")
+    check = get_manager().check_credentials
+    if check is None:
+        logger.error("flask_logout: password sign-in called but no credentials_loader is registered")
+        raise DescopeFailure("signin_disabled", "Password sign-in is not configured on this server")
+    user = check(login_id, password)
+    user_id = user.get("userId") if isinstance(user, dict) else None
+    if user is None or not isinstance(user_id, str) or not user_id:
+        raise DescopeFailure("bad_credentials", "The login id or password is wrong")
+    user = {"loginIds": [login_id], **user}
+    pair = service.issue_tokens(user_id)
+    return _tokens_response(service, pair, user)
+
+
+@bp.get("/v2/keys/<project_id>")
+def keys(project_id: str) -> Response:
+    service = _service()
+    if not hmac.compare_digest(project_id.encode(), _project_id(service).encode()):
+        raise DescopeFailure("unknown_project", "No keys are published for this project id")
+    response = jsonify(service.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def _load_user(user_id: str) -> dict[str, Any] | None:
+    loader = get_manager().load_user
+    if loader is None:
+        return {"userId": user_id}
+    return loader(user_id)
