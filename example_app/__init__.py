@@ -23,10 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from flask_logout import LogoutError, LogoutManager, current_token, get_service
+from flask_logout import LogoutError, LogoutManager, SsoLogin, current_token, get_service
 from flask_logout.cookies import clear_auth_cookies, set_auth_cookies
 
 PROJECT_ID = "P2flasklogoutdemo"
+DEMO_IDP = "demo-idp"
+DEMO_IDP_CLIENT_ID = "flask-logout-demo"
 
 DEMO_CLIENTS = (
     ("demo-client", "demo-secret", ("127.0.0.0/8", "::1/128")),
@@ -36,8 +38,10 @@ DEMO_CLIENTS = (
 #: Demo users: login id -> profile. Passwords are kept hashed, as they should be.
 DEMO_USERS: dict[str, dict[str, Any]] = {
     "alice@example.com": {"userId": "U-alice", "name": "Alice", "email": "alice@example.com", "verifiedEmail": True},
+    # Signs in "through" the demo OpenID provider: sign-out answers its end-session URL.
+    "sso@example.com": {"userId": "U-sso", "name": "Sso User", "email": "sso@example.com", "verifiedEmail": True},
 }
-_PASSWORD_HASHES = {"alice@example.com": generate_password_hash("wonderland", method="pbkdf2:sha256:100000")}
+_PASSWORD_HASHES = {login: generate_password_hash("wonderland", method="pbkdf2:sha256:100000") for login in DEMO_USERS}
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(), method="pbkdf2:sha256:100000")
 
 
@@ -45,7 +49,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(
         LOGOUT_PROTECTED_PATHS=["/api"],
-        LOGOUT_DIALECTS=["client", "descope"],
+        LOGOUT_DIALECTS=["client", "descope", "session", "oauth"],
         LOGOUT_ALGORITHM="RS256",
         LOGOUT_DESCOPE_PROJECT_ID=PROJECT_ID,
         LOGOUT_ISSUER=PROJECT_ID,
@@ -56,6 +60,18 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env()
     if settings:
         app.config.update(settings)
+    base_url = app.config.get("DEMO_BASE_URL", "http://127.0.0.1:5000")
+    app.config.setdefault(
+        "LOGOUT_OIDC_PROVIDERS",
+        {
+            DEMO_IDP: {
+                "issuer": f"{base_url}/{DEMO_IDP}",
+                "client_id": DEMO_IDP_CLIENT_ID,
+                "end_session_endpoint": f"{base_url}/{DEMO_IDP}/session/end",
+            }
+        },
+    )
+    app.config.setdefault("LOGOUT_POST_LOGOUT_REDIRECT_URI", f"{base_url}/")
     if app.config["LOGOUT_ALGORITHM"].startswith(("RS", "PS", "ES")) and not app.config.get("LOGOUT_PRIVATE_KEY"):
         app.config["LOGOUT_PRIVATE_KEY"] = _instance_file(app.instance_path, "signing_key.pem", _new_rsa_pem)
     if not app.config.get("SECRET_KEY"):
@@ -68,7 +84,12 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         known = _PASSWORD_HASHES.get(login_id)
         # Hash even for unknown users, so timing does not tell who exists.
         ok = check_password_hash(known or _DUMMY_HASH, password)
-        return DEMO_USERS[login_id] if known and ok else None
+        if not (known and ok):
+            return None
+        user = dict(DEMO_USERS[login_id])
+        if login_id == "sso@example.com":
+            user["sso"] = _demo_provider_login(app, user["userId"])
+        return user
 
     @manager.user_loader
     def load_user(user_id: str) -> dict[str, Any] | None:
@@ -123,6 +144,14 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
             return jsonify({"success": True, "data": {"client_id": token.cid}})
         return jsonify({"success": True, "data": {"user_id": token.sub}})
 
+    @app.get(f"/{DEMO_IDP}/session/end")
+    def demo_idp_end_session() -> Any:
+        """The demo OpenID provider's end-session page (RP-Initiated Logout)."""
+        back = request.args.get("post_logout_redirect_uri", "")
+        if back != app.config["LOGOUT_POST_LOGOUT_REDIRECT_URI"]:
+            back = ""  # a provider only redirects to registered URIs
+        return render_template("idp_signed_out.html", back=back, state=request.args.get("state", ""))
+
     @app.template_filter("when")
     def when(epoch: float) -> str:
         import datetime
@@ -130,6 +159,31 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     return app
+
+
+def _demo_provider_login(app: Flask, user_id: str) -> SsoLogin:
+    """What a real OpenID callback would record: the provider's ID token and session id.
+
+    The demo provider's ID token is signed with the app's own key; a real
+    one comes from the provider's token endpoint.
+    """
+    import time
+
+    import jwt
+
+    provider = app.config["LOGOUT_OIDC_PROVIDERS"][DEMO_IDP]
+    sid = secrets.token_urlsafe(12)
+    now = int(time.time())
+    claims = {
+        "iss": provider["issuer"],
+        "aud": DEMO_IDP_CLIENT_ID,
+        "sub": user_id,
+        "sid": sid,
+        "iat": now,
+        "exp": now + 300,
+    }
+    id_token = jwt.encode(claims, app.config["LOGOUT_PRIVATE_KEY"], algorithm="RS256")
+    return SsoLogin(provider=DEMO_IDP, id_token=id_token, sid=sid, sub=user_id)
 
 
 def _new_rsa_pem() -> str:

@@ -12,15 +12,17 @@ from .errors import (
     IPNotAuthorized,
     LogoutError,
     MissingAuthorization,
+    ReuseDetected,
     StoreUnavailable,
     TokenExpired,
+    TokenRevoked,
 )
 from .extension import LogoutManager, get_service
 from .helpers import current_token, token_required
 from .middleware import BearerMiddleware
 from .proxies import client_ip
 from .service import LogoutService, TokenPair
-from .store import SQLStore, make_engine
+from .store import SQLStore, SsoLogin, make_engine
 from .tokens import VerifiedToken
 
 __version__ = "0.1.0"
@@ -39,10 +41,13 @@ __all__ = [
     "LogoutManager",
     "LogoutService",
     "MissingAuthorization",
+    "ReuseDetected",
     "SQLStore",
+    "SsoLogin",
     "StoreUnavailable",
     "TokenExpired",
     "TokenPair",
+    "TokenRevoked",
     "VerifiedToken",
     "__version__",
     "client_ip",

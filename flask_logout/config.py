@@ -38,7 +38,7 @@ ALGORITHMS = HMAC_ALGORITHMS + RSA_ALGORITHMS + tuple(EC_ALGORITHMS)
 MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 #: API dialects the extension can register.
-DIALECTS = ("client", "descope")
+DIALECTS = ("client", "descope", "session", "oauth")
 
 DEFAULT_ACCESS_TTL = 3600
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
@@ -173,6 +173,26 @@ SETTINGS: tuple[SettingDoc, ...] = (
         'Send `Clear-Site-Data: "cookies", "storage"` on sign-out (clears every cookie of the site).',
     ),
     SettingDoc(
+        "LOGOUT_REUSE_GRACE_SECONDS",
+        "int seconds",
+        "`5`",
+        "A rotated refresh token presented again within this window is refused; after it, its whole family "
+        "is revoked (reuse detection).",
+    ),
+    SettingDoc(
+        "LOGOUT_OIDC_PROVIDERS",
+        "dict",
+        "`{}`",
+        "OpenID providers by name: `issuer`, `client_id`, and optionally `end_session_endpoint`, `jwks_uri` "
+        "(else read once from the discovery document), `algorithms`, `logout_token_max_age`.",
+    ),
+    SettingDoc(
+        "LOGOUT_POST_LOGOUT_REDIRECT_URI",
+        "str",
+        "none",
+        "`post_logout_redirect_uri` sent to a provider's end-session endpoint on SSO sign-out.",
+    ),
+    SettingDoc(
         "LOGOUT_TRUSTED_ORIGINS",
         "list[str]",
         "`[]` (the request's own origin only)",
@@ -207,6 +227,26 @@ class LogoutConfig:
     descope_project_id: str | None = None
     cookies: CookieSettings = field(default_factory=lambda: CookieSettings())
     trusted_origins: frozenset[str] = frozenset()
+    reuse_grace: int = 5
+    oidc_providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    post_logout_redirect_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One OpenID provider, from ``LOGOUT_OIDC_PROVIDERS``.
+
+    ``end_session_endpoint`` and ``jwks_uri`` may be left out: they are then
+    read once from ``<issuer>/.well-known/openid-configuration``.
+    """
+
+    name: str
+    issuer: str
+    client_id: str
+    end_session_endpoint: str | None = None
+    jwks_uri: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    logout_token_max_age: int = 300
 
 
 @dataclass(frozen=True)
@@ -278,7 +318,68 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         descope_project_id=project_id,
         cookies=_cookie_settings(settings),
         trusted_origins=_origins(settings),
+        reuse_grace=_seconds(settings, "LOGOUT_REUSE_GRACE_SECONDS", 5, positive=False),
+        oidc_providers=_providers(settings),
+        post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI"),
     )
+
+
+_URL = re.compile(r"https?://[^\s/?#]+(/[^\s#]*)?")
+_PROVIDER_KEYS = {"issuer", "client_id", "end_session_endpoint", "jwks_uri", "algorithms", "logout_token_max_age"}
+
+
+def _url(settings: Mapping[str, Any], name: str, value: Any = None) -> str | None:
+    value = settings.get(name) if value is None else value
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _URL.fullmatch(value):
+        raise ConfigError(name, f"must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _providers(settings: Mapping[str, Any]) -> dict[str, ProviderSettings]:
+    name = "LOGOUT_OIDC_PROVIDERS"
+    raw = settings.get(name, {})
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(name, "is not valid JSON") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(name, f"must map provider names to settings, not {raw!r}")
+    providers = {}
+    for key, entry in raw.items():
+        where = f"{name}[{key!r}]"
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
+            raise ConfigError(name, f"provider name {key!r} must be 1-64 letters, digits, '_' or '-'")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(where, f"must be a mapping, not {entry!r}")
+        unknown = set(entry) - _PROVIDER_KEYS
+        if unknown:
+            raise ConfigError(where, f"unknown keys {sorted(unknown)}; allowed: {sorted(_PROVIDER_KEYS)}")
+        client_id = entry.get("client_id")
+        if not isinstance(client_id, str) or not client_id:
+            raise ConfigError(where, "needs a client_id (the audience of its logout tokens)")
+        issuer = _url(settings, where + "['issuer']", entry.get("issuer"))
+        if issuer is None:
+            raise ConfigError(where, "needs an issuer URL")
+        algorithms = tuple(entry.get("algorithms", ("RS256", "ES256")))
+        for algorithm in algorithms:
+            if algorithm not in RSA_ALGORITHMS + tuple(EC_ALGORITHMS):
+                raise ConfigError(where, f"algorithm {algorithm!r} is not allowed for provider tokens")
+        max_age = entry.get("logout_token_max_age", 300)
+        if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age <= 0:
+            raise ConfigError(where, f"logout_token_max_age must be a positive number of seconds, not {max_age!r}")
+        providers[key] = ProviderSettings(
+            name=key,
+            issuer=issuer,
+            client_id=client_id,
+            end_session_endpoint=_url(settings, where + "['end_session_endpoint']", entry.get("end_session_endpoint")),
+            jwks_uri=_url(settings, where + "['jwks_uri']", entry.get("jwks_uri")),
+            algorithms=algorithms,
+            logout_token_max_age=max_age,
+        )
+    return providers
 
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 token

@@ -9,6 +9,8 @@ the token itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LogoutError(Exception):
     """Base class of every error flask-logout raises at request time."""
@@ -49,6 +51,15 @@ class UnknownToken(InvalidToken):
 
 class TokenRevoked(InvalidToken):
     """Issued, then revoked: by logout, logout-all, rotation or family revocation."""
+
+    #: The store's record and the decoded token, for reuse detection.
+    state: Any = None
+    token: Any = None
+
+
+class ReuseDetected(TokenRevoked):
+    """A refresh token that was already rotated came back after the grace
+    window: it was copied. Its whole family has been revoked."""
 
 
 class TokenExpired(AuthError):

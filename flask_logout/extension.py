@@ -98,6 +98,14 @@ class LogoutManager:
             from .dialects.descope import bp as descope_bp
 
             app.register_blueprint(descope_bp)
+        if "session" in config.dialects:
+            from .dialects.session import bp as session_bp
+
+            app.register_blueprint(session_bp)
+        if "oauth" in config.dialects:
+            from .dialects.oauth import bp as oauth_bp
+
+            app.register_blueprint(oauth_bp)
         if config.protected_paths:
             app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
         if self._app is None:

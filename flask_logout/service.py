@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,14 +30,16 @@ from .errors import (
     InvalidToken,
     IPNotAuthorized,
     MissingAuthorization,
+    ReuseDetected,
     StoreUnavailable,
     TokenExpired,
     TokenRevoked,
     UnknownToken,
     WrongTokenType,
 )
+from .oidc import ProviderRegistry
 from .proxies import client_ip
-from .store import ClientRecord, SessionInfo, SQLStore, TokenRow, TokenState, make_engine
+from .store import ClientRecord, SessionInfo, SQLStore, SsoLogin, TokenRow, TokenState, make_engine
 from .tokens import ACCESS, REFRESH, TokenCodec, VerifiedToken, now, principal_key
 
 logger = logging.getLogger("flask_logout")
@@ -100,6 +103,7 @@ class LogoutService:
         self.codec = TokenCodec(config)
         self._cache = _VerifiedCache(config.token_cache_size)
         self._cidr_cache: dict[str, CidrSet] = {}
+        self.providers = ProviderRegistry(config.oidc_providers)
         # Checked against on unknown client ids so that "no such client" and
         # "wrong secret" take the same time.
         self._dummy_hash = generate_password_hash(secrets.token_urlsafe(16), method=config.secret_hash_method)
@@ -118,14 +122,19 @@ class LogoutService:
 
     # -- issuing ----------------------------------------------------------
 
-    def issue_tokens(self, subject: str, *, client_id: str | None = None) -> TokenPair:
-        """Start a new session (token family) for ``subject`` and return its first pair."""
+    def issue_tokens(self, subject: str, *, client_id: str | None = None, sso: SsoLogin | None = None) -> TokenPair:
+        """Start a new session (token family) for ``subject`` and return its first pair.
+
+        ``sso`` records that the sign-in came through an OpenID provider, so
+        that signing out can send the user on to the provider's end-session
+        endpoint and a back-channel logout from the provider can find it.
+        """
         principal = principal_key(subject, client_id)
         family = _new_id()
         try:
             with self.store.transaction() as conn:
                 generation = self.store.current_generation(conn, principal)
-                self.store.record_family(conn, family, principal)
+                self.store.record_family(conn, family, principal, sso)
                 pair, rows = self._mint(subject, client_id, family, generation)
                 self.store.record_tokens(conn, rows)
         except SQLAlchemyError as exc:
@@ -197,7 +206,10 @@ class LogoutService:
         if state is None:
             raise UnknownToken(detail="unknown token")
         if state.revoked:
-            raise TokenRevoked(detail="revoked")
+            revoked = TokenRevoked(detail="revoked")
+            revoked.state = state
+            revoked.token = verified
+            raise revoked
         if verified.exp + self.config.leeway <= now():
             raise TokenExpired(detail="expired")
         return verified, state
@@ -243,7 +255,11 @@ class LogoutService:
         records its successor, guarded so that two concurrent refreshes with
         one token cannot both succeed.
         """
-        verified, state = self.verify(refresh_token, expected_type=REFRESH)
+        try:
+            verified, state = self.verify(refresh_token, expected_type=REFRESH)
+        except TokenRevoked as revoked:
+            self._detect_reuse(revoked)
+            raise
         self.check_ip(state, ip)
         try:
             with self.store.transaction() as conn:
@@ -255,7 +271,80 @@ class LogoutService:
             raise _store_down(exc) from None
         return pair
 
+    def _detect_reuse(self, revoked: TokenRevoked) -> None:
+        """Revoke the family of a rotated refresh token presented again.
+
+        A refresh token is rotated out on use, so only a copy can come back.
+        Within ``LOGOUT_REUSE_GRACE_SECONDS`` of its rotation it is merely
+        refused (two tabs refreshing at once); after that its family, every
+        token refreshed from the same sign-in, is revoked.
+        """
+        state: TokenState | None = getattr(revoked, "state", None)
+        token: VerifiedToken | None = getattr(revoked, "token", None)
+        if state is None or token is None or state.replaced_by is None or state.revoked_at is None:
+            return  # revoked by a logout, not by rotation
+        if state.family_revoked or state.generation != state.current_generation:
+            return  # already dead for another reason: nothing more to end
+        if time.time() - state.revoked_at <= self.config.reuse_grace:
+            return
+        self.revoke_family(token.fid)
+        logger.warning(
+            "flask_logout: refresh token reuse detected for %s; session %s revoked", token.principal, token.fid
+        )
+        raise ReuseDetected(detail="rotated refresh token reused; family revoked")
+
     # -- revoking ---------------------------------------------------------
+
+    def end_session(self, refresh_token: str) -> tuple[VerifiedToken, SsoLogin | None]:
+        """Sign out the session of a refresh token: revoke its family in one write.
+
+        Returns the token and, for a session that came through an OpenID
+        provider, what is needed to send the user on to its end-session URL.
+        """
+        try:
+            verified, _ = self.verify(refresh_token, expected_type=REFRESH)
+        except TokenRevoked as revoked:
+            self._detect_reuse(revoked)
+            raise
+        self.revoke_family(verified.fid)
+        try:
+            return verified, self.store.family_sso(verified.fid)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+
+    def revoke_presented(self, token: str, *, client_id: str | None = None) -> str:
+        """RFC 7009 revocation of a token string.
+
+        An access token is revoked alone; a refresh token takes its family.
+        Returns ``"revoked"``, ``"invalid"`` (not a token of ours: nothing to
+        do, and RFC 7009 still answers 200) or ``"foreign"`` (issued to
+        another API client, which this client may not revoke).
+        """
+        try:
+            verified = self._cache.get(token) or self.codec.decode(token)
+        except InvalidToken:
+            return "invalid"
+        if verified.cid is not None and verified.cid != client_id:
+            return "foreign"
+        if verified.typ == ACCESS:
+            self.revoke_token(verified.jti)
+        else:
+            self.revoke_family(verified.fid)
+        return "revoked"
+
+    def remember_once(self, key: str, expires_at: int) -> bool:
+        """Record a one-time id (a logout token's ``jti``); False if it was seen before."""
+        try:
+            return self.store.remember_once(key, expires_at)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+
+    def revoke_provider_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> int:
+        """End the sessions an OpenID provider's back-channel logout names."""
+        try:
+            return self.store.revoke_provider_sessions(provider, sid, sub)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
 
     def logout_all(self, token: VerifiedToken) -> None:
         """End every access and refresh token of the token's client or user (O(1))."""

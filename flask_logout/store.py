@@ -36,6 +36,7 @@ SUBJECTS = "logout_subjects"
 FAMILIES = "logout_families"
 TOKENS = "logout_tokens"
 CLIENTS = "logout_clients"
+SEEN = "logout_seen_jtis"
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,17 @@ class Tables:
     families: sa.Table
     tokens: sa.Table
     clients: sa.Table
+    seen: sa.Table
 
     def all(self) -> list[sa.Table]:
-        return [self.subjects, self.families, self.tokens, self.clients]
+        return [self.subjects, self.families, self.tokens, self.clients, self.seen]
 
 
 def define_tables(metadata: sa.MetaData) -> Tables:
     """Declare the store's tables on ``metadata`` (idempotent per metadata)."""
     if TOKENS in metadata.tables:
         t = metadata.tables
-        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS])
+        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS], t[SEEN])
     subjects = sa.Table(
         SUBJECTS,
         metadata,
@@ -68,6 +70,14 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("subject", sa.String(255), nullable=False, index=True),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("revoked_at", sa.Float, nullable=True),
+        # Sessions signed in through an OpenID provider: what RP-initiated
+        # and back-channel logout need to find and end them.
+        sa.Column("provider", sa.String(64), nullable=True),
+        sa.Column("provider_sid", sa.String(255), nullable=True),
+        sa.Column("provider_sub", sa.String(255), nullable=True),
+        sa.Column("id_token", sa.Text, nullable=True),
+        sa.Index("ix_logout_families_provider_sid", "provider", "provider_sid"),
+        sa.Index("ix_logout_families_provider_sub", "provider", "provider_sub"),
     )
     tokens = sa.Table(
         TOKENS,
@@ -91,7 +101,15 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("allowed_cidrs", sa.Text, nullable=False, default="[]"),
         sa.Column("created_at", sa.Float, nullable=False),
     )
-    return Tables(subjects, families, tokens, clients)
+    seen = sa.Table(
+        SEEN,
+        metadata,
+        # Logout-token ids already accepted (OIDC back-channel replay defence),
+        # kept until the token could no longer be accepted anyway.
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+    )
+    return Tables(subjects, families, tokens, clients, seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +138,28 @@ class TokenState:
     token_revoked: bool
     family_revoked: bool
     allowed_cidrs: str | None
+    revoked_at: float | None = None
+    replaced_by: str | None = None
 
     @property
     def revoked(self) -> bool:
         return self.token_revoked or self.family_revoked or self.generation != self.current_generation
+
+
+@dataclass(frozen=True, slots=True)
+class SsoLogin:
+    """A sign-in that came through an OpenID provider.
+
+    ``provider`` names an entry of ``LOGOUT_OIDC_PROVIDERS``; ``id_token`` is
+    the provider's ID token (sent back as ``id_token_hint`` on sign-out);
+    ``sid`` and ``sub`` are its session and subject claims, which a
+    back-channel logout token names.
+    """
+
+    provider: str
+    id_token: str = ""
+    sid: str | None = None
+    sub: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +274,47 @@ class SQLStore:
 
     # -- tokens -----------------------------------------------------------
 
-    def record_family(self, conn: Connection, family: str, subject: str) -> None:
-        conn.execute(self.tables.families.insert().values(family=family, subject=subject, created_at=time.time()))
+    def record_family(self, conn: Connection, family: str, subject: str, sso: SsoLogin | None = None) -> None:
+        values: dict[str, Any] = {"family": family, "subject": subject, "created_at": time.time()}
+        if sso is not None:
+            values.update(provider=sso.provider, provider_sid=sso.sid, provider_sub=sso.sub, id_token=sso.id_token)
+        conn.execute(self.tables.families.insert().values(**values))
+
+    def family_sso(self, family: str) -> SsoLogin | None:
+        """The OpenID provider session a family was created from, if any."""
+        t = self.tables.families
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.c.provider, t.c.provider_sid, t.c.provider_sub, t.c.id_token).where(t.c.family == family)
+            ).first()
+        if row is None or row[0] is None:
+            return None
+        return SsoLogin(provider=row[0], sid=row[1], sub=row[2], id_token=row[3] or "")
+
+    def revoke_provider_sessions(self, provider: str, sid: str | None, sub: str | None) -> int:
+        """End the sessions of one provider session (``sid``) or one provider user (``sub``).
+
+        One UPDATE; with both given, a session must match both (OIDC
+        Back-Channel Logout 1.0, section 2.4).
+        """
+        t = self.tables.families
+        conditions = [t.c.provider == provider, t.c.revoked_at.is_(None)]
+        if sid is not None:
+            conditions.append(t.c.provider_sid == sid)
+        if sub is not None:
+            conditions.append(t.c.provider_sub == sub)
+        with self.transaction() as conn:
+            return int(conn.execute(t.update().where(*conditions).values(revoked_at=time.time())).rowcount)
+
+    def remember_once(self, key: str, expires_at: int) -> bool:
+        """Record ``key``; False if it was recorded before (a replay), in any process."""
+        t = self.tables.seen
+        try:
+            with self.transaction() as conn:
+                conn.execute(t.insert().values(key=key, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
 
     def record_tokens(self, conn: Connection, rows: Sequence[TokenRow]) -> None:
         conn.execute(
@@ -271,6 +346,7 @@ class SQLStore:
                 tok.c.revoked_at,
                 fam.c.revoked_at,
                 cli.c.allowed_cidrs,
+                tok.c.replaced_by,
             )
             .select_from(
                 tok.outerjoin(fam, fam.c.family == tok.c.family)
@@ -289,7 +365,7 @@ class SQLStore:
             row = conn.execute(self._lookup, {"jti": jti}).first()
         if row is None:
             return None
-        typ, subject, family, gen, current, tok_revoked, fam_revoked, cidrs = row
+        typ, subject, family, gen, current, tok_revoked, fam_revoked, cidrs, replaced_by = row
         return TokenState(
             typ=typ,
             subject=subject,
@@ -299,6 +375,8 @@ class SQLStore:
             token_revoked=tok_revoked is not None,
             family_revoked=fam_revoked is not None,
             allowed_cidrs=cidrs,
+            revoked_at=tok_revoked,
+            replaced_by=replaced_by,
         )
 
     def revoke_token(self, jti: str, conn: Connection, *, replaced_by: str | None = None) -> bool:

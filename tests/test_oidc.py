@@ -1,0 +1,231 @@
+"""OIDC Back-Channel Logout 1.0 and discovery, against a provider simulated here.
+
+The provider is a small Flask app served over real HTTP with its own EC key:
+it publishes a discovery document and a JWKS, and signs logout tokens.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask, jsonify
+
+from flask_logout import LogoutManager, SsoLogin, get_service
+from flask_logout.oidc import BACKCHANNEL_EVENT
+
+from .conftest import FAST_HASH, SECRET, LiveServer
+
+CLIENT_ID = "our-app"
+
+
+class Provider:
+    """A simulated OpenID provider: discovery, JWKS, signed logout tokens."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = "provider-key-1"
+        self.requests: list[str] = []
+        app = Flask("provider")
+
+        @app.get("/.well-known/openid-configuration")
+        def discovery() -> Any:
+            self.requests.append("discovery")
+            return jsonify(
+                {
+                    "issuer": self.issuer,
+                    "jwks_uri": f"{self.issuer}/jwks",
+                    "end_session_endpoint": f"{self.issuer}/logout",
+                }
+            )
+
+        @app.get("/jwks")
+        def jwks() -> Any:
+            self.requests.append("jwks")
+            jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+            return jsonify({"keys": [{**jwk, "kid": self.kid, "alg": "ES256", "use": "sig"}]})
+
+        self.server = LiveServer(app)
+        self.issuer = self.server.url
+
+    def logout_token(self, key: Any = None, algorithm: str = "ES256", **overrides: Any) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": CLIENT_ID,
+            "iat": now,
+            "exp": now + 120,
+            "jti": str(uuid.uuid4()),
+            "events": {BACKCHANNEL_EVENT: {}},
+            "sid": "provider-session-1",
+            "sub": "provider-user-1",
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        headers = {"kid": self.kid, "typ": "logout+jwt"}
+        return jwt.encode(claims, key if key is not None else self.key, algorithm=algorithm, headers=headers)
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    provider = Provider()
+    yield provider
+    provider.server.stop()
+
+
+@pytest.fixture
+def app(database_uri: str, provider: Provider) -> Iterator[Flask]:
+    app = Flask(__name__)
+    app.config.update(
+        {
+            "LOGOUT_SECRET_KEY": SECRET,
+            "LOGOUT_DATABASE_URI": database_uri,
+            "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
+            "LOGOUT_DIALECTS": ["session"],
+            "LOGOUT_POST_LOGOUT_REDIRECT_URI": "https://app.example/bye",
+            # Only issuer and client id: the rest is read from the discovery document.
+            "LOGOUT_OIDC_PROVIDERS": {"corp": {"issuer": provider.issuer, "client_id": CLIENT_ID}},
+        }
+    )
+    LogoutManager(app)
+    yield app
+    get_service(app).store.engine.dispose()
+
+
+def _sessions(app: Flask, sid: str = "provider-session-1", sub: str = "provider-user-1", count: int = 1) -> list[Any]:
+    service = get_service(app)
+    return [
+        service.issue_tokens(f"user-of-{sub}", sso=SsoLogin("corp", id_token="id.token.x", sid=sid, sub=sub))
+        for _ in range(count)
+    ]
+
+
+def _alive(app: Flask, pair: Any) -> bool:
+    try:
+        get_service(app).verify(pair.refresh_token, expected_type="refresh")
+    except Exception:
+        return False
+    return True
+
+
+def _post(app: Flask, token: str | None, provider_name: str = "corp") -> Any:
+    data = {"logout_token": token} if token is not None else {}
+    return app.test_client().post(f"/oidc/backchannel-logout/{provider_name}", data=data)
+
+
+def test_logout_token_by_sid_ends_that_session_only(app: Flask, provider: Provider) -> None:
+    target = _sessions(app, sid="s-1")[0]
+    same_user_other_session = _sessions(app, sid="s-2")[0]
+    response = _post(app, provider.logout_token(sid="s-1"))
+    assert (response.status_code, response.data) == (200, b"")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert not _alive(app, target)
+    assert _alive(app, same_user_other_session)
+
+
+def test_logout_token_by_sub_ends_every_session_of_the_provider_user(app: Flask, provider: Provider) -> None:
+    mine = _sessions(app, sid="a", sub="u-1") + _sessions(app, sid="b", sub="u-1")
+    theirs = _sessions(app, sid="c", sub="u-2")
+    assert _post(app, provider.logout_token(sid=None, sub="u-1")).status_code == 200
+    assert [_alive(app, p) for p in mine + theirs] == [False, False, True]
+
+
+def test_sso_sign_out_url_from_discovery_read_once(app: Flask, provider: Provider) -> None:
+    client = app.test_client()
+    urls = []
+    for _ in range(2):
+        pair = _sessions(app)[0]
+        urls.append(client.delete("/session/token", json={"refresh_token": pair.refresh_token}).get_json()["data"])
+    assert all(url.startswith(f"{provider.issuer}/logout?") for url in urls)
+    assert "post_logout_redirect_uri=https%3A%2F%2Fapp.example%2Fbye" in urls[0]
+    assert "id_token_hint=id.token.x" in urls[0]
+    assert provider.requests.count("discovery") == 1
+
+
+def _error(response: Any, description: str) -> None:
+    assert (response.status_code, response.get_json()) == (
+        400,
+        {"error": "invalid_request", "error_description": description},
+    )
+
+
+def test_forged_logout_token_is_refused(app: Flask, provider: Provider) -> None:
+    session = _sessions(app)[0]
+    forger = ec.generate_private_key(ec.SECP256R1())
+    _error(_post(app, provider.logout_token(key=forger)), "invalid logout token (InvalidSignatureError)")
+    assert _alive(app, session)
+
+
+def test_replayed_logout_token_is_refused(app: Flask, provider: Provider) -> None:
+    token = provider.logout_token()
+    assert _post(app, token).status_code == 200
+    session = _sessions(app)[0]  # a new session with the same sid, after the logout
+    _error(_post(app, token), "logout token replayed")
+    assert _alive(app, session)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "description"),
+    [
+        ({"iat": int(time.time()) - 3600, "exp": int(time.time()) - 3000}, "logout token expired"),
+        ({"iat": int(time.time()) - 3600, "exp": None}, "logout token expired"),
+        ({"iat": int(time.time()) + 3600}, "iat is in the future"),
+        ({"aud": "someone-else"}, "invalid logout token (InvalidAudienceError)"),
+        ({"iss": "https://other.example"}, "invalid logout token (InvalidIssuerError)"),
+        ({"events": None}, "invalid logout token (MissingRequiredClaimError)"),
+        ({"events": {"http://schemas.openid.net/event/other": {}}}, "events claim lacks the back-channel logout event"),
+        ({"events": {BACKCHANNEL_EVENT: "yes"}}, "events claim lacks the back-channel logout event"),
+        ({"nonce": "n-1"}, "a logout token must not contain a nonce"),
+        ({"sid": None, "sub": None}, "a logout token needs sid or sub"),
+        ({"jti": None}, "invalid logout token (MissingRequiredClaimError)"),
+    ],
+)
+def test_invalid_logout_tokens(app: Flask, provider: Provider, overrides: dict[str, Any], description: str) -> None:
+    session = _sessions(app)[0]
+    _error(_post(app, provider.logout_token(**overrides)), description)
+    assert _alive(app, session)
+
+
+def test_hmac_and_none_algorithms_are_refused(app: Flask, provider: Provider) -> None:
+    hs = provider.logout_token(key="x" * 64, algorithm="HS256")
+    _error(_post(app, hs), "algorithm 'HS256' is not accepted")
+    unsigned = jwt.encode({"iss": provider.issuer}, None, algorithm="none")  # type: ignore[arg-type]
+    _error(_post(app, unsigned), "algorithm 'none' is not accepted")
+
+
+def test_unknown_key_id_refetches_keys_once_per_interval(app: Flask, provider: Provider) -> None:
+    assert _post(app, provider.logout_token()).status_code == 200
+    fetched = provider.requests.count("jwks")
+    provider.key, provider.kid = ec.generate_private_key(ec.SECP256R1()), "provider-key-2"  # key rotation
+    import flask_logout.oidc as oidc
+
+    oidc_provider = get_service(app).providers.get("corp")
+    assert oidc_provider is not None
+    oidc_provider._keys_fetched_at -= oidc.JWKS_REFETCH_INTERVAL  # the interval has passed
+    assert _post(app, provider.logout_token()).status_code == 200
+    assert provider.requests.count("jwks") == fetched + 1
+    provider.kid = "provider-key-3"
+    for _ in range(3):  # within the interval: no new fetch, however many bad kids arrive
+        _error(_post(app, provider.logout_token()), "no provider key matches the token's kid")
+    assert provider.requests.count("jwks") == fetched + 1
+
+
+def test_request_errors(app: Flask, provider: Provider) -> None:
+    _error(_post(app, None), "logout_token is required")
+    _error(_post(app, "not-a-jwt"), "not a JWT")
+    _error(_post(app, provider.logout_token(), provider_name="nobody"), "unknown provider")
+
+
+def test_provider_down_answers_503(app: Flask, provider: Provider) -> None:
+    token = provider.logout_token()
+    provider.server.stop()
+    response = _post(app, token)
+    assert (response.status_code, response.get_json()) == (
+        503,
+        {"error": "temporarily_unavailable", "error_description": "provider keys unavailable"},
+    )

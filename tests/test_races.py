@@ -1,0 +1,138 @@
+"""Concurrency: refreshes and sign-outs of one family racing each other.
+
+After a sign-out has answered success, no token of the family works,
+including every token minted by refreshes that raced it. Runs on SQLite and
+PostgreSQL; nothing here waits on wall-clock time, only on counts.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from example_app import create_app
+from flask_logout import LogoutError, get_service
+
+from .conftest import example_settings
+
+THREADS = 8
+
+
+@pytest.fixture
+def app(database_uri: str, rsa_pem: str) -> Any:
+    app = create_app(example_settings(database_uri, rsa_pem))
+    yield app
+    get_service(app).store.engine.dispose()
+
+
+def test_sign_out_racing_a_refresh_storm_leaves_nothing_alive(app: Any) -> None:
+    first = (
+        app.test_client()
+        .post("/session/token", json={"email": "alice@example.com", "password": "wonderland"})
+        .get_json()["data"]["token"]
+    )
+    bystander = get_service(app).issue_tokens("U-alice")  # another session of the same user
+    current = {"refresh": first["refresh_token"]}
+    minted: list[dict[str, str]] = [first]
+    lock = threading.Lock()
+    refreshed_enough = threading.Event()
+    stop = threading.Event()
+
+    def refresher() -> None:
+        client = app.test_client()
+        for _ in range(400):  # bounded, whatever happens
+            if stop.is_set():
+                return
+            with lock:
+                token = current["refresh"]
+            response = client.post("/session/token/refresh", json={"refresh_token": token})
+            if response.status_code == 200:
+                data = response.get_json()["data"]
+                with lock:
+                    minted.append(data)
+                    current["refresh"] = data["refresh_token"]
+                    if len(minted) >= 20:
+                        refreshed_enough.set()
+
+    threads = [threading.Thread(target=refresher) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    assert refreshed_enough.wait(timeout=120), "the refreshers made no progress"
+    signer = app.test_client()
+    answered = None
+    for _ in range(200):  # the token may be rotated under us: retry with the newest
+        with lock:
+            token = current["refresh"]
+        response = signer.delete("/session/token", json={"refresh_token": token})
+        if response.status_code == 200:
+            answered = response.get_json()
+            break
+    assert answered == {"data": None, "code": 0, "msg": ""}
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    service = get_service(app)
+    for tokens in minted:
+        for token, typ in ((tokens["access_token"], "access"), (tokens["refresh_token"], "refresh")):
+            with pytest.raises(LogoutError):
+                service.verify(token, expected_type=typ)
+    assert service.verify(bystander.access_token)[0].sub == "U-alice"
+
+
+def test_two_sign_outs_at_once_both_end_the_session(app: Any) -> None:
+    service = get_service(app)
+    pair = service.issue_tokens("U-alice")
+    barrier = threading.Barrier(THREADS)
+    codes: list[int] = []
+
+    def sign_out() -> None:
+        client = app.test_client()
+        barrier.wait()
+        codes.append(client.delete("/session/token", json={"refresh_token": pair.refresh_token}).status_code)
+
+    threads = [threading.Thread(target=sign_out) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(codes) <= {200, 401} and 200 in codes
+    with pytest.raises(LogoutError):
+        service.verify(pair.access_token)
+
+
+def test_logout_all_during_sign_ins(app: Any) -> None:
+    """Every token issued before logout-all answered is dead; later ones live."""
+    service = get_service(app)
+    issued_before: list[Any] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+    stop = threading.Event()
+
+    def signer() -> None:
+        for _ in range(200):
+            if stop.is_set():
+                return
+            pair = service.issue_tokens("U-bob")
+            with lock:
+                issued_before.append(pair)
+                if len(issued_before) >= 20:
+                    enough.set()
+
+    threads = [threading.Thread(target=signer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(timeout=120)
+    with lock:
+        snapshot = list(issued_before)  # answered before logout-all starts
+    service.revoke_principal("user:U-bob")
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    for pair in snapshot:
+        with pytest.raises(LogoutError):
+            service.verify(pair.access_token)
+    after = service.issue_tokens("U-bob")
+    assert service.verify(after.access_token)[0].sub == "U-bob"
