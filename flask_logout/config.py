@@ -180,6 +180,36 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "is revoked (reuse detection).",
     ),
     SettingDoc(
+        "LOGOUT_STRICT",
+        "bool",
+        "`False`",
+        "Check the store on every request instead of this process's in-memory replica of revocations.",
+    ),
+    SettingDoc(
+        "LOGOUT_SYNC_INTERVAL",
+        "float seconds",
+        "`1.0`",
+        "How often each process polls the store's revocation log (PostgreSQL also pushes at once).",
+    ),
+    SettingDoc(
+        "LOGOUT_MAX_STALENESS",
+        "float seconds",
+        "`10.0` (at least 3 x the sync interval)",
+        "Past this long without a successful sync, requests are refused (503) rather than trusted.",
+    ),
+    SettingDoc(
+        "LOGOUT_PUSH",
+        "bool",
+        "`True`",
+        "On PostgreSQL, LISTEN for revocations so other processes see them within milliseconds.",
+    ),
+    SettingDoc(
+        "LOGOUT_PURGE_INTERVAL",
+        "float seconds",
+        "`3600`",
+        "How often a process deletes expired revocation records and token rows; 0 leaves it to `flask logout purge`.",
+    ),
+    SettingDoc(
         "LOGOUT_OIDC_PROVIDERS",
         "dict",
         "`{}`",
@@ -228,6 +258,11 @@ class LogoutConfig:
     cookies: CookieSettings = field(default_factory=lambda: CookieSettings())
     trusted_origins: frozenset[str] = frozenset()
     reuse_grace: int = 5
+    strict: bool = False
+    sync_interval: float = 1.0
+    max_staleness: float = 10.0
+    push: bool = True
+    purge_interval: float = 3600.0
     oidc_providers: dict[str, ProviderSettings] = field(default_factory=dict)
     post_logout_redirect_uri: str | None = None
 
@@ -319,6 +354,7 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         cookies=_cookie_settings(settings),
         trusted_origins=_origins(settings),
         reuse_grace=_seconds(settings, "LOGOUT_REUSE_GRACE_SECONDS", 5, positive=False),
+        **_replication(settings),
         oidc_providers=_providers(settings),
         post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI"),
     )
@@ -424,6 +460,33 @@ def _origins(settings: Mapping[str, Any]) -> frozenset[str]:
             raise ConfigError("LOGOUT_TRUSTED_ORIGINS", f"{origin!r} is not an origin like https://app.example.com")
         origins.add(origin.lower())
     return frozenset(origins)
+
+
+def _float(settings: Mapping[str, Any], name: str, default: float, *, allow_zero: bool = False) -> float:
+    value = settings.get(name, default)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a number of seconds, not {value!r}") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+        need = "a non-negative" if allow_zero else "a positive"
+        raise ConfigError(name, f"must be {need} number of seconds, not {value!r}")
+    return float(value)
+
+
+def _replication(settings: Mapping[str, Any]) -> dict[str, Any]:
+    interval = _float(settings, "LOGOUT_SYNC_INTERVAL", 1.0)
+    staleness = _float(settings, "LOGOUT_MAX_STALENESS", max(10.0, 3 * interval))
+    if staleness <= interval:
+        raise ConfigError("LOGOUT_MAX_STALENESS", f"{staleness} must be longer than LOGOUT_SYNC_INTERVAL ({interval})")
+    return {
+        "strict": _bool(settings, "LOGOUT_STRICT", False),
+        "sync_interval": interval,
+        "max_staleness": staleness,
+        "push": _bool(settings, "LOGOUT_PUSH", True),
+        "purge_interval": _float(settings, "LOGOUT_PURGE_INTERVAL", 3600.0, allow_zero=True),
+    }
 
 
 def _bool(settings: Mapping[str, Any], name: str, default: bool) -> bool:

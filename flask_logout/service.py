@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,7 +39,8 @@ from .errors import (
 )
 from .oidc import ProviderRegistry
 from .proxies import client_ip
-from .store import ClientRecord, SessionInfo, SQLStore, SsoLogin, TokenRow, TokenState, make_engine
+from .replica import Replica
+from .store import ClientRecord, Event, SessionInfo, SQLStore, SsoLogin, TokenRow, TokenState, make_engine
 from .tokens import ACCESS, REFRESH, TokenCodec, VerifiedToken, now, principal_key
 
 logger = logging.getLogger("flask_logout")
@@ -64,19 +65,27 @@ class TokenPair:
     expires_in: int
 
 
-class _VerifiedCache:
-    """A bounded LRU of token string -> decoded token.
+V = TypeVar("V")
 
-    It only saves the signature check and claim parsing. Revocation, expiry
-    and the IP whitelist are checked on every request regardless.
-    """
+
+@dataclass(frozen=True, slots=True)
+class _Hot:
+    """What the request path keeps of a token it has fully checked once."""
+
+    verified: VerifiedToken
+    cidrs: CidrSet | None
+    client_version: int
+
+
+class _LRU(Generic[V]):
+    """A bounded, thread-safe LRU map of token string -> V."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[str, VerifiedToken] = OrderedDict()
+        self._items: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> VerifiedToken | None:
+    def get(self, token: str) -> V | None:
         item = self._items.get(token)
         if item is not None:
             try:
@@ -85,13 +94,16 @@ class _VerifiedCache:
                 pass
         return item
 
-    def put(self, token: str, verified: VerifiedToken) -> None:
+    def put(self, token: str, value: V) -> None:
         if not self._size:
             return
         with self._lock:
-            self._items[token] = verified
+            self._items[token] = value
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class LogoutService:
@@ -100,8 +112,18 @@ class LogoutService:
     def __init__(self, config: LogoutConfig, store: SQLStore) -> None:
         self.config = config
         self.store = store
+        # Log entries must outlive every access token they could end.
+        store.event_ttl = config.access_ttl + config.leeway + 120
         self.codec = TokenCodec(config)
-        self._cache = _VerifiedCache(config.token_cache_size)
+        self._cache: _LRU[VerifiedToken] = _LRU(config.token_cache_size)
+        self._hot: _LRU[_Hot] = _LRU(0 if config.strict else config.token_cache_size)
+        self.replica = Replica(
+            store,
+            sync_interval=config.sync_interval,
+            max_staleness=config.max_staleness,
+            push=config.push,
+            purge_interval=config.purge_interval,
+        )
         self._cidr_cache: dict[str, CidrSet] = {}
         self.providers = ProviderRegistry(config.oidc_providers)
         # Checked against on unknown client ids so that "no such client" and
@@ -119,6 +141,11 @@ class LogoutService:
         if create_tables:
             store.create_all()
         return cls(config, store)
+
+    def close(self) -> None:
+        """Stop this service's background sync and release its connections."""
+        self.replica.stop()
+        self.store.engine.dispose()
 
     # -- issuing ----------------------------------------------------------
 
@@ -191,12 +218,21 @@ class LogoutService:
         Order: signature and shape, type, known to the store, not revoked,
         not expired. The order decides the answer when several apply.
         """
+        verified = self._decode(token)
+        return verified, self._check(verified, expected_type)
+
+    def _decode(self, token: str) -> VerifiedToken:
+        """Signature and claim shapes, from the cache when this process decoded it before."""
         verified = self._cache.get(token)
         if verified is None:
             if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
                 raise InvalidToken(detail="not a b64token")
             verified = self.codec.decode(token)
             self._cache.put(token, verified)
+        return verified
+
+    def _check(self, verified: VerifiedToken, expected_type: str) -> TokenState:
+        """Type, then the store: known, not revoked; then expiry."""
         if verified.typ != expected_type:
             raise WrongTokenType(detail=f"{verified.typ} token where {expected_type} expected")
         try:
@@ -212,7 +248,7 @@ class LogoutService:
             raise revoked
         if verified.exp + self.config.leeway <= now():
             raise TokenExpired(detail="expired")
-        return verified, state
+        return state
 
     def check_ip(self, state: TokenState, ip: str | None) -> None:
         """Raise :class:`IPNotAuthorized` unless ``ip`` is in the token's client whitelist."""
@@ -239,11 +275,41 @@ class LogoutService:
 
         Raises, in this order: :class:`MissingAuthorization`,
         :class:`InvalidToken`, :class:`TokenExpired`, :class:`IPNotAuthorized`
-        (and :class:`StoreUnavailable` when the store cannot answer).
+        (and :class:`StoreUnavailable` when the store cannot answer, or the
+        replica is older than ``LOGOUT_MAX_STALENESS``).
+
+        A token this process has fully checked before takes the hot path: no
+        signature check and no query, but revocation (against the replica),
+        expiry and the client's whitelist are checked again, every time.
         """
         token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
-        verified, state = self.verify(token)
-        self.check_ip(state, self.request_ip(environ))
+        replica = self.replica
+        if not replica.running:
+            replica.ensure_running()
+        hot = self._hot.get(token)
+        if hot is not None:
+            verified = hot.verified
+            if not replica.fresh() and not replica.catch_up():
+                raise StoreUnavailable(detail="revocation replica is stale")
+            if replica.revoked(verified.jti, verified.fid, verified.principal, verified.gen):
+                raise TokenRevoked(detail="revoked (replica)")
+            if verified.exp + self.config.leeway <= now():
+                raise TokenExpired(detail="expired")
+            if hot.cidrs is None:
+                return verified
+            if replica.client_versions.get(verified.cid or "", 0) == hot.client_version:
+                if not hot.cidrs.allows(self.request_ip(environ)):
+                    raise IPNotAuthorized(detail="ip outside whitelist")
+                return verified
+            # The client's record changed since: check against the store again.
+        verified = self._decode(token)
+        # Read before the store: a change after it will not match the entry.
+        cid_version = replica.client_versions.get(verified.cid, 0) if verified.cid is not None else 0
+        state = self._check(verified, ACCESS)
+        cidrs = self._cidrs(state.allowed_cidrs) if state.allowed_cidrs and state.allowed_cidrs != "[]" else None
+        if cidrs is not None and not cidrs.allows(self.request_ip(environ)):
+            raise IPNotAuthorized(detail="ip outside whitelist")
+        self._hot.put(token, _Hot(verified, cidrs, cid_version))
         return verified
 
     # -- rotating ---------------------------------------------------------
@@ -327,7 +393,7 @@ class LogoutService:
         if verified.cid is not None and verified.cid != client_id:
             return "foreign"
         if verified.typ == ACCESS:
-            self.revoke_token(verified.jti)
+            self.revoke_token(verified.jti, access_expires_at=verified.exp + self.config.leeway)
         else:
             self.revoke_family(verified.fid)
         return "revoked"
@@ -342,19 +408,28 @@ class LogoutService:
     def revoke_provider_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> int:
         """End the sessions an OpenID provider's back-channel logout names."""
         try:
-            return self.store.revoke_provider_sessions(provider, sid, sub)
+            ended = self.store.revoke_provider_sessions(provider, sid, sub)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+        self.replica.wake()  # the families ended are in the log: read it now
+        return ended
 
     def logout_all(self, token: VerifiedToken) -> None:
         """End every access and refresh token of the token's client or user (O(1))."""
         self.revoke_principal(token.principal)
 
+    def _seen_here(self, kind: str, key: str, value: int | None = None, expires_at: int | None = None) -> None:
+        """Apply a revocation this process just committed: visible here at once."""
+        if expires_at is None:
+            expires_at = int(time.time()) + self.store.event_ttl
+        self.replica.apply(Event(0, kind, key, value, expires_at))
+
     def revoke_principal(self, principal: str) -> None:
         try:
-            self.store.bump_generation(principal)
+            generation = self.store.bump_generation(principal)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+        self._seen_here("gen", principal, generation)
         logger.info("flask_logout: revoked all tokens of %s", principal)
 
     def revoke_client(self, client_id: str) -> None:
@@ -367,13 +442,18 @@ class LogoutService:
             self.store.revoke_family(family)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+        self._seen_here("fid", family)
 
-    def revoke_token(self, jti: str) -> None:
+    def revoke_token(self, jti: str, *, access_expires_at: int | None = None) -> None:
+        """End one token. Pass ``access_expires_at`` (its ``exp``) for an access
+        token, so that every process's replica learns of it."""
         try:
             with self.store.transaction() as conn:
-                self.store.revoke_token(jti, conn)
+                self.store.revoke_token(jti, conn, access_expires_at=access_expires_at)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+        if access_expires_at is not None:
+            self._seen_here("jti", jti, expires_at=access_expires_at)
 
     def live_sessions(self, subject: str, *, client_id: str | None = None) -> list[SessionInfo]:
         """The sign-ins of a user (or API client) that can still be refreshed."""
@@ -400,6 +480,7 @@ class LogoutService:
         cidrs = CidrSet(allowed_cidrs)  # raises ValueError naming a malformed CIDR
         secret_hash = generate_password_hash(secret, method=self.config.secret_hash_method)
         self.store.put_client(client_id, secret_hash, cidrs.networks)
+        self._seen_here("client", client_id)
 
     def authenticate_client(self, client_id: str, secret: str, *, ip: str | None = None) -> ClientRecord:
         """Check an API client's credentials (constant time) and its whitelist."""

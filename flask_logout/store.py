@@ -37,6 +37,10 @@ FAMILIES = "logout_families"
 TOKENS = "logout_tokens"
 CLIENTS = "logout_clients"
 SEEN = "logout_seen_jtis"
+EVENTS = "logout_events"
+
+#: PostgreSQL channel on which every committed revocation is announced.
+NOTIFY_CHANNEL = "flask_logout"
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,17 @@ class Tables:
     tokens: sa.Table
     clients: sa.Table
     seen: sa.Table
+    events: sa.Table
 
     def all(self) -> list[sa.Table]:
-        return [self.subjects, self.families, self.tokens, self.clients, self.seen]
+        return [self.subjects, self.families, self.tokens, self.clients, self.seen, self.events]
 
 
 def define_tables(metadata: sa.MetaData) -> Tables:
     """Declare the store's tables on ``metadata`` (idempotent per metadata)."""
     if TOKENS in metadata.tables:
         t = metadata.tables
-        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS], t[SEEN])
+        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS], t[SEEN], t[EVENTS])
     subjects = sa.Table(
         SUBJECTS,
         metadata,
@@ -109,7 +114,19 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
     )
-    return Tables(subjects, families, tokens, clients, seen)
+    events = sa.Table(
+        EVENTS,
+        metadata,
+        # The replication log: every revocation that can end a live access
+        # token, in commit order, kept until no such token can be alive.
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("value", sa.BigInteger, nullable=True),
+        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    return Tables(subjects, families, tokens, clients, seen, events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +161,22 @@ class TokenState:
     @property
     def revoked(self) -> bool:
         return self.token_revoked or self.family_revoked or self.generation != self.current_generation
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the replication log.
+
+    ``kind`` is ``jti`` (one access token), ``fid`` (a session), ``gen`` (a
+    subject's new generation, in ``value``) or ``client`` (an API client's
+    record changed).
+    """
+
+    seq: int
+    kind: str
+    key: str
+    value: int | None
+    expires_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +240,79 @@ def make_engine(uri: str) -> Engine:
 class SQLStore:
     """Reads and writes the store's tables through one ``Engine``."""
 
-    def __init__(self, engine: Engine, metadata: sa.MetaData | None = None) -> None:
+    def __init__(self, engine: Engine, metadata: sa.MetaData | None = None, *, event_ttl: int = 3720) -> None:
         self.engine = engine
         self.metadata = metadata if metadata is not None else sa.MetaData()
         self.tables = define_tables(self.metadata)
         self._lookup = self._lookup_statement()
+        #: How long a replication event must be kept: as long as an access
+        #: token issued before it can live (its lifetime, the leeway, a margin).
+        self.event_ttl = event_ttl
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # -- replication log --------------------------------------------------
+
+    def _event(
+        self, conn: Connection, kind: str, key: str, value: int | None = None, expires_at: int | None = None
+    ) -> None:
+        """Append to the replication log in the caller's transaction.
+
+        On PostgreSQL a NOTIFY goes with it; it is delivered at commit, so a
+        listener never hears of a revocation before it can read it.
+        """
+        now = time.time()
+        conn.execute(
+            self.tables.events.insert().values(
+                kind=kind,
+                key=key,
+                value=value,
+                expires_at=expires_at if expires_at is not None else int(now) + self.event_ttl,
+                created_at=now,
+            )
+        )
+        if self.is_postgres:
+            conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+    def events_since(self, seq: int, limit: int = 5000) -> list[Event]:
+        """Log entries after ``seq`` that still matter, in sequence order."""
+        t = self.tables.events
+        query = (
+            sa.select(t.c.seq, t.c.kind, t.c.key, t.c.value, t.c.expires_at)
+            .where(t.c.seq > seq)
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [
+                Event(int(r[0]), r[1], r[2], None if r[3] is None else int(r[3]), int(r[4]))
+                for r in conn.execute(query)
+            ]
+
+    def purge(self, now: int, *, token_grace: int = 86400) -> dict[str, int]:
+        """Delete what can no longer matter; returns counts by table.
+
+        * log entries past their expiry (no token they could end is alive);
+        * token rows expired for over ``token_grace`` seconds (kept a while so
+          that a late, expired token still answers "expired", not "unknown");
+        * sessions none of whose tokens remain;
+        * logout-token ids past their replay window.
+
+        Generation counters are never deleted: they are one row per subject,
+        and losing one would revive nothing but would reset the count.
+        """
+        t = self.tables
+        counts = {}
+        with self.transaction() as conn:
+            counts["events"] = conn.execute(t.events.delete().where(t.events.c.expires_at < now)).rowcount
+            counts["tokens"] = conn.execute(t.tokens.delete().where(t.tokens.c.expires_at < now - token_grace)).rowcount
+            counts["families"] = conn.execute(
+                t.families.delete().where(
+                    t.families.c.created_at < now - token_grace,
+                    ~sa.exists().where(t.tokens.c.family == t.families.c.family),
+                )
+            ).rowcount
+            counts["seen"] = conn.execute(t.seen.delete().where(t.seen.c.expires_at < now)).rowcount
+        return {k: int(v) for k, v in counts.items()}
 
     # -- schema -----------------------------------------------------------
 
@@ -256,13 +357,14 @@ class SQLStore:
                 .returning(t.c.generation)
             ).first()
             if result is not None:
+                self._event(conn, "gen", subject, int(result[0]))
                 return int(result[0])
             # Never issued anything: start it at 1 so that nothing signed
             # under generation 0 (e.g. by another process right now) lives.
             try:
                 with conn.begin_nested():
                     conn.execute(t.insert().values(subject=subject, generation=1, updated_at=time.time()))
-                return 1
+                generation = 1
             except IntegrityError:
                 row = conn.execute(
                     t.update()
@@ -270,7 +372,9 @@ class SQLStore:
                     .values(generation=t.c.generation + 1, updated_at=time.time())
                     .returning(t.c.generation)
                 ).one()
-                return int(row[0])
+                generation = int(row[0])
+            self._event(conn, "gen", subject, generation)
+            return generation
 
     # -- tokens -----------------------------------------------------------
 
@@ -304,7 +408,12 @@ class SQLStore:
         if sub is not None:
             conditions.append(t.c.provider_sub == sub)
         with self.transaction() as conn:
-            return int(conn.execute(t.update().where(*conditions).values(revoked_at=time.time())).rowcount)
+            ended = conn.execute(
+                t.update().where(*conditions).values(revoked_at=time.time()).returning(t.c.family)
+            ).fetchall()
+            for (family,) in ended:
+                self._event(conn, "fid", family)
+            return len(ended)
 
     def remember_once(self, key: str, expires_at: int) -> bool:
         """Record ``key``; False if it was recorded before (a replay), in any process."""
@@ -379,11 +488,16 @@ class SQLStore:
             replaced_by=replaced_by,
         )
 
-    def revoke_token(self, jti: str, conn: Connection, *, replaced_by: str | None = None) -> bool:
+    def revoke_token(
+        self, jti: str, conn: Connection, *, replaced_by: str | None = None, access_expires_at: int | None = None
+    ) -> bool:
         """Mark one token revoked; False if it already was (or is unknown).
 
         The ``revoked_at IS NULL`` guard makes a rotation race-free: of two
-        requests refreshing with the same token, exactly one wins.
+        requests refreshing with the same token, exactly one wins. Revoking an
+        access token (``access_expires_at`` given) is also logged for the
+        replicas; rotating a refresh token is not, as refresh tokens are
+        always checked against the store.
         """
         t = self.tables.tokens
         result = conn.execute(
@@ -391,7 +505,10 @@ class SQLStore:
             .where(t.c.jti == jti, t.c.revoked_at.is_(None))
             .values(revoked_at=time.time(), replaced_by=replaced_by)
         )
-        return bool(result.rowcount == 1)
+        changed = bool(result.rowcount == 1)
+        if changed and access_expires_at is not None:
+            self._event(conn, "jti", jti, expires_at=access_expires_at)
+        return changed
 
     def revoke_family(self, family: str) -> bool:
         t = self.tables.families
@@ -399,7 +516,10 @@ class SQLStore:
             result = conn.execute(
                 t.update().where(t.c.family == family, t.c.revoked_at.is_(None)).values(revoked_at=time.time())
             )
-            return bool(result.rowcount == 1)
+            changed = bool(result.rowcount == 1)
+            if changed:
+                self._event(conn, "fid", family)
+            return changed
 
     def live_sessions(self, subject: str, now: int) -> list[SessionInfo]:
         """The sign-ins of ``subject`` that can still be refreshed, oldest first.
@@ -436,6 +556,7 @@ class SQLStore:
             updated = conn.execute(t.update().where(t.c.client_id == client_id).values(**values)).rowcount
             if not updated:
                 conn.execute(t.insert().values(client_id=client_id, created_at=time.time(), **values))
+            self._event(conn, "client", client_id)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         t = self.tables.clients
@@ -448,4 +569,7 @@ class SQLStore:
     def delete_client(self, client_id: str) -> bool:
         t = self.tables.clients
         with self.transaction() as conn:
-            return bool(conn.execute(t.delete().where(t.c.client_id == client_id)).rowcount)
+            deleted = bool(conn.execute(t.delete().where(t.c.client_id == client_id)).rowcount)
+            if deleted:
+                self._event(conn, "client", client_id)
+            return deleted

@@ -43,11 +43,12 @@ class VerifiedToken:
     exp: int
     cid: str | None
     claims: dict[str, Any] = field(repr=False, compare=False)
+    #: The key whose generation counter ends every token of its owner
+    #: (computed once: the request path reads it on every request).
+    principal: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def principal(self) -> str:
-        """The key whose generation counter ends every token of its owner."""
-        return principal_key(self.sub, self.cid)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "principal", principal_key(self.sub, self.cid))
 
 
 def principal_key(sub: str, cid: str | None) -> str:

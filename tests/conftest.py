@@ -107,7 +107,7 @@ def build_app(database_uri: str, **overrides: Any) -> Flask:
 def app(database_uri: str) -> Iterator[Flask]:
     app = build_app(database_uri)
     yield app
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 @pytest.fixture
@@ -207,4 +207,4 @@ def live_example(database_uri: str, rsa_pem: str) -> Iterator[LiveServer]:
     server = LiveServer(app)
     yield server
     server.stop()
-    get_service(app).store.engine.dispose()
+    get_service(app).close()

@@ -20,7 +20,7 @@ ORIGIN = "http://localhost"  # the test client's own origin
 def app(database_uri: str, rsa_pem: str) -> Any:
     app = create_app(example_settings(database_uri, rsa_pem))
     yield app
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 @pytest.fixture
@@ -310,7 +310,7 @@ def test_signin_without_credentials_loader(database_uri: str, rsa_pem: str) -> N
         501,
         descope_error("E069001", "Sign-in not configured", "Password sign-in is not configured on this server"),
     )
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def test_cookie_signout_from_the_same_origin(client: Any) -> None:
@@ -353,7 +353,7 @@ def test_trusted_origin(database_uri: str, rsa_pem: str) -> None:
     client = app.test_client()
     sign_in(client)
     assert client.post("/v1/auth/logout", headers={"Origin": "https://app.example.com"}).status_code == 200
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def test_custom_cookie_names_domains_and_clear_site_data(database_uri: str, rsa_pem: str) -> None:
@@ -387,7 +387,7 @@ def test_custom_cookie_names_domains_and_clear_site_data(database_uri: str, rsa_
     for header in deleted.values():
         assert all(part in header for part in ("Path=/app", "Secure", "HttpOnly", "SameSite=Strict"))
     assert response.headers["Clear-Site-Data"] == '"cookies", "storage"'
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def test_store_down_is_503_and_not_success(client: Any, app: Any) -> None:

@@ -16,7 +16,7 @@ from .conftest import FAST_HASH, FORBIDDEN, INVALID, MISSING, SECRET, bearer, ex
 def example(database_uri: str, rsa_pem: str) -> Any:
     app = create_app(example_settings(database_uri, rsa_pem))
     yield app
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def _login(client: Any, client_id: str, secret: str, ip: str = "127.0.0.1") -> Any:
@@ -55,7 +55,7 @@ def test_seeding_is_idempotent(database_uri: str, rsa_pem: str) -> None:
     second = create_app(settings)  # a second worker starting on the same store
     assert _login(second.test_client(), "demo-client", "demo-secret").status_code == 200
     for app in (first, second):
-        get_service(app).store.engine.dispose()
+        get_service(app).close()
 
 
 def test_settings_from_flask_prefixed_environment(
@@ -69,7 +69,7 @@ def test_settings_from_flask_prefixed_environment(
     app = create_app({"TESTING": True})
     login = _login(app.test_client(), "demo-client", "demo-secret")
     assert login.get_json()["data"]["expires_in"] == 120
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def test_instance_secrets_are_made_once(tmp_path: Any) -> None:

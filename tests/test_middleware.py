@@ -39,7 +39,7 @@ def wsgi_service(database_uri: str) -> Any:
     service.register_client("legacy", "legacy-secret", ["10.0.0.0/8", "fd00::/8"])
     service.register_client("open", "open-secret")
     yield service
-    service.store.engine.dispose()
+    service.close()
 
 
 @pytest.fixture

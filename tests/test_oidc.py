@@ -94,7 +94,7 @@ def app(database_uri: str, provider: Provider) -> Iterator[Flask]:
     )
     LogoutManager(app)
     yield app
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def _sessions(app: Flask, sid: str = "provider-session-1", sub: str = "provider-user-1", count: int = 1) -> list[Any]:

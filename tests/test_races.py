@@ -24,7 +24,7 @@ THREADS = 8
 def app(database_uri: str, rsa_pem: str) -> Any:
     app = create_app(example_settings(database_uri, rsa_pem))
     yield app
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def test_sign_out_racing_a_refresh_storm_leaves_nothing_alive(app: Any) -> None:

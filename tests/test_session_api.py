@@ -23,7 +23,7 @@ SIGNED_OUT = {"data": None, "code": 0, "msg": ""}
 def app(database_uri: str, rsa_pem: str) -> Any:
     app = create_app(example_settings(database_uri, rsa_pem))
     yield app
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def test_reuse_grace_is_configurable(database_uri: str, rsa_pem: str, monkeypatc
     monkeypatch.setattr(service_module.time, "time", lambda: real_time() + 0.5)
     response = refresh(client, first["refresh_token"])
     assert response.get_json()["code"] == 40033
-    get_service(app).store.engine.dispose()
+    get_service(app).close()
 
 
 def test_sso_session_sign_out_answers_the_provider_url(client: Any, app: Any) -> None:

@@ -1,0 +1,294 @@
+"""Each process's in-memory copy of the live revocations.
+
+The store is the truth; this replica is what makes the per-request check a few
+dictionary look-ups. It holds, for access tokens that may still be alive:
+
+* revoked token ids (``jti``), revoked sessions (``fid``);
+* per subject, the lowest generation still valid (a logout-all raised it);
+* a version number bumped when an API client's record changes, so that
+  cached whitelists are dropped.
+
+It follows the store's replication log (``logout_events``) by sequence
+number. A revocation made by this process is applied here as soon as it is
+committed. Others arrive by polling every ``LOGOUT_SYNC_INTERVAL`` seconds
+and, on PostgreSQL, at once through ``LISTEN``/``NOTIFY``. If no sync has
+succeeded for ``LOGOUT_MAX_STALENESS`` seconds, :meth:`Replica.fresh` turns
+false and requests are refused (fail closed) until one does.
+
+PostgreSQL hands out sequence numbers before commit, so a later number can
+become visible before an earlier one. The replica therefore re-reads from
+the lowest number it may still be missing, and only gives up on a gap (a
+rolled-back transaction) after ``GAP_TIMEOUT`` seconds. Applying an event
+twice is harmless.
+
+Entries leave when every access token they could end has expired: each event
+carries that time, and expiry works through per-minute buckets, so cleaning
+up costs time in proportion to what leaves, not to what stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from .store import NOTIFY_CHANNEL, Event, SQLStore
+
+logger = logging.getLogger("flask_logout")
+
+GAP_TIMEOUT = 30.0
+CATCH_UP_WAIT = 2.0
+
+_REPLICAS: weakref.WeakSet[Replica] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for replica in list(_REPLICAS):
+        replica._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+BUCKET_SECONDS = 60
+
+
+class Replica:
+    """Live revocations of one store, kept in memory and kept current."""
+
+    def __init__(
+        self,
+        store: SQLStore,
+        *,
+        sync_interval: float = 1.0,
+        max_staleness: float = 10.0,
+        push: bool = True,
+        purge_interval: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sync_interval = sync_interval
+        self.max_staleness = max_staleness
+        self.push = push and store.is_postgres
+        self.purge_interval = purge_interval
+        #: False until this process's sync threads run (again after a fork).
+        self.running = False
+        self._clock = clock
+        self.jtis: dict[str, int] = {}
+        self.families: dict[str, int] = {}
+        self.min_generation: dict[str, int] = {}
+        self._generation_expires: dict[str, int] = {}
+        self.client_versions: dict[str, int] = defaultdict(int)
+        self._buckets: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        self._watermark = 0
+        self._seen_above: set[int] = set()
+        self._gaps: dict[int, float] = {}
+        self._last_ok = float("-inf")  # monotonic time of the last successful sync
+        self._sync_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._threads_pid: int | None = None
+        self._stopped = False
+        self.listeners: list[Callable[[Event], None]] = []
+        _REPLICAS.add(self)
+
+    # -- the request path -------------------------------------------------
+
+    def fresh(self) -> bool:
+        """Whether the replica synced recently enough to be trusted."""
+        return time.monotonic() - self._last_ok <= self.max_staleness
+
+    def catch_up(self) -> bool:
+        """Try one sync now, from the request path, when the replica is stale.
+
+        Only one thread syncs at a time; the others wait for it (at most
+        ``CATCH_UP_WAIT`` seconds, so they do not pile up on a store that
+        hangs) and share its result. True if the replica is fresh afterwards.
+        """
+        if not self._sync_lock.acquire(timeout=CATCH_UP_WAIT):
+            return self.fresh()
+        try:
+            if self.fresh():
+                return True  # another thread's sync, finished while we waited
+            self._sync_locked()
+        except SQLAlchemyError:
+            return False
+        finally:
+            self._sync_lock.release()
+        return True
+
+    def revoked(self, jti: str, fid: str, principal: str, gen: int) -> bool:
+        return jti in self.jtis or fid in self.families or gen < self.min_generation.get(principal, 0)
+
+    # -- applying ---------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Apply one log entry (idempotent)."""
+        if event.expires_at <= self._clock():
+            return  # nothing it could end is alive any more
+        if event.kind == "jti":
+            self.jtis[event.key] = event.expires_at
+        elif event.kind == "fid":
+            self.families[event.key] = event.expires_at
+        elif event.kind == "gen" and event.value is not None:
+            if event.value > self.min_generation.get(event.key, 0):
+                self.min_generation[event.key] = event.value
+            if event.expires_at > self._generation_expires.get(event.key, 0):
+                self._generation_expires[event.key] = event.expires_at
+        elif event.kind == "client":
+            self.client_versions[event.key] += 1
+            return
+        else:
+            return
+        self._buckets[event.expires_at // BUCKET_SECONDS + 1].append((event.kind, event.key))
+        for listener in self.listeners:
+            listener(event)
+
+    def expire(self) -> int:
+        """Drop entries whose tokens have all expired; returns how many left."""
+        now_bucket = int(self._clock()) // BUCKET_SECONDS
+        dropped = 0
+        for bucket in [b for b in self._buckets if b <= now_bucket]:
+            for kind, key in self._buckets.pop(bucket):
+                # An entry re-raised by a later event carries a later expiry
+                # and stays; its later bucket will see to it.
+                table = {"jti": self.jtis, "fid": self.families, "gen": self._generation_expires}[kind]
+                expires = table.get(key)
+                if expires is not None and expires <= self._clock():
+                    del table[key]
+                    if kind == "gen":
+                        # Every token under a lower generation has expired.
+                        self.min_generation.pop(key, None)
+                    dropped += 1
+        return dropped
+
+    def __len__(self) -> int:
+        """Live revocations held (for memory measurements)."""
+        return len(self.jtis) + len(self.families) + len(self.min_generation)
+
+    # -- syncing ----------------------------------------------------------
+
+    def sync(self) -> int:
+        """Read and apply what the log holds beyond this replica; returns the count.
+
+        Raises ``SQLAlchemyError`` if the store cannot be read; the replica
+        then grows stale until a sync succeeds.
+        """
+        with self._sync_lock:
+            return self._sync_locked()
+
+    def _sync_locked(self) -> int:
+        applied = 0
+        while True:
+            events = self.store.events_since(self._watermark, limit=5000)
+            for event in events:
+                if event.seq not in self._seen_above:
+                    self.apply(event)
+                    applied += 1
+                    self._seen_above.add(event.seq)
+            self._advance()
+            if len(events) < 5000:
+                break
+        self._last_ok = time.monotonic()
+        return applied
+
+    def _advance(self) -> None:
+        if not self._seen_above:
+            return
+        now = time.monotonic()
+        highest = max(self._seen_above)
+        for seq in range(self._watermark + 1, highest):
+            if seq not in self._seen_above:
+                self._gaps.setdefault(seq, now)
+        while True:
+            following = self._watermark + 1
+            if following in self._seen_above:
+                self._seen_above.discard(following)
+                self._gaps.pop(following, None)
+            elif following in self._gaps and now - self._gaps[following] > GAP_TIMEOUT:
+                del self._gaps[following]  # a rolled-back transaction's number: never coming
+            else:
+                break
+            self._watermark = following
+
+    def wake(self) -> None:
+        """Sync now rather than at the next interval."""
+        self._wake.set()
+
+    def ensure_running(self) -> None:
+        """Start this process's sync threads (again after a fork) and the first sync."""
+        if self._threads_pid == os.getpid() or self._stopped:
+            return
+        with self._sync_lock:
+            if self._threads_pid == os.getpid():
+                return
+            self._threads_pid = os.getpid()
+            self.running = True
+        try:
+            self.sync()
+        except SQLAlchemyError as exc:
+            logger.error("flask_logout: first revocation sync failed: %s", exc.__class__.__name__)
+        threading.Thread(target=self._poll_loop, name="flask-logout-sync", daemon=True).start()
+        if self.push:
+            threading.Thread(target=self._listen_loop, name="flask-logout-listen", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _after_fork(self) -> None:
+        # Threads do not survive fork(); neither may pooled connections be shared.
+        self._threads_pid = None
+        self.running = False
+        self._sync_lock = threading.Lock()
+        self.store.engine.dispose(close=False)
+
+    def _poll_loop(self) -> None:
+        pid = os.getpid()
+        next_expire = 0.0
+        next_purge = time.monotonic() + self.purge_interval
+        while not self._stopped and self._threads_pid == pid:
+            self._wake.wait(self.sync_interval)
+            self._wake.clear()
+            try:
+                self.sync()
+            except SQLAlchemyError as exc:
+                logger.warning("flask_logout: revocation sync failed: %s", exc.__class__.__name__)
+            if time.monotonic() >= next_expire:
+                self.expire()
+                next_expire = time.monotonic() + BUCKET_SECONDS
+            if self.purge_interval and time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + self.purge_interval
+                try:
+                    counts = self.store.purge(int(self._clock()))
+                    logger.info("flask_logout: purged %s", counts)
+                except SQLAlchemyError as exc:
+                    logger.warning("flask_logout: purge failed: %s", exc.__class__.__name__)
+
+    def _listen_loop(self) -> None:
+        """PostgreSQL LISTEN: wake the sync the moment a revocation commits anywhere."""
+        pid = os.getpid()
+        while not self._stopped and self._threads_pid == pid:
+            try:
+                self._listen_once(pid)
+            except Exception as exc:
+                logger.warning("flask_logout: LISTEN connection lost: %s", exc.__class__.__name__)
+            time.sleep(1.0)
+
+    def _listen_once(self, pid: int) -> None:
+        # A connection of its own, outside the pool: it sits in LISTEN for good.
+        engine = self.store.engine
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        connection: Any = engine.dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)
+        try:
+            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.sync()  # anything committed before LISTEN took hold
+            while not self._stopped and self._threads_pid == pid:
+                for _ in connection.notifies(timeout=1.0, stop_after=1):
+                    self.sync()
+        finally:
+            connection.close()
