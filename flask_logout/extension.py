@@ -106,6 +106,10 @@ class LogoutManager:
             from .dialects.oauth import bp as oauth_bp
 
             app.register_blueprint(oauth_bp)
+        from .cli import logout_cli
+
+        if "logout" not in app.cli.commands:
+            app.cli.add_command(logout_cli)
         if config.protected_paths:
             app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
         if self._app is None:

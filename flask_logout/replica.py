@@ -88,7 +88,8 @@ class Replica:
         self._watermark = 0
         self._seen_above: set[int] = set()
         self._gaps: dict[int, float] = {}
-        self._last_ok = float("-inf")  # monotonic time of the last successful sync
+        #: Monotonic time of the last successful sync.
+        self.last_ok = float("-inf")
         self._sync_lock = threading.Lock()
         self._wake = threading.Event()
         self._threads_pid: int | None = None
@@ -100,7 +101,7 @@ class Replica:
 
     def fresh(self) -> bool:
         """Whether the replica synced recently enough to be trusted."""
-        return time.monotonic() - self._last_ok <= self.max_staleness
+        return time.monotonic() - self.last_ok <= self.max_staleness
 
     def catch_up(self) -> bool:
         """Try one sync now, from the request path, when the replica is stale.
@@ -193,7 +194,7 @@ class Replica:
             self._advance()
             if len(events) < 5000:
                 break
-        self._last_ok = time.monotonic()
+        self.last_ok = time.monotonic()
         return applied
 
     def _advance(self) -> None:
@@ -245,7 +246,7 @@ class Replica:
         self._threads_pid = None
         self.running = False
         self._sync_lock = threading.Lock()
-        self.store.engine.dispose(close=False)
+        self.store.after_fork()
 
     def _poll_loop(self) -> None:
         pid = os.getpid()

@@ -49,6 +49,22 @@ def there(database_uri: str, here: LogoutService) -> Iterator[LogoutService]:
     service.close()
 
 
+def _queries(service: LogoutService) -> list[str]:
+    """Every statement the store sends from now on, through SQLAlchemy or the raw look-up path."""
+    sent: list[str] = []
+    sa.event.listen(service.store.engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    raw = service.store._raw
+    if raw is not None:
+        fetch = raw.fetch
+
+        def counted(jti: str) -> Any:
+            sent.append(raw.sql)
+            return fetch(jti)
+
+        raw.fetch = counted  # type: ignore[method-assign]
+    return sent
+
+
 def _request(token: str, ip: str = "10.1.2.3") -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}", "REMOTE_ADDR": ip}
 
@@ -63,8 +79,7 @@ def _hot(service: LogoutService, token: str) -> None:
 def test_hot_path_makes_no_query(here: LogoutService) -> None:
     pair = here.issue_tokens("api", client_id="api")
     _hot(here, pair.access_token)
-    statements: list[str] = []
-    sa.event.listen(here.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    statements = _queries(here)
     for _ in range(50):
         assert here.authenticate(_request(pair.access_token)).cid == "api"
     assert statements == []
@@ -88,9 +103,8 @@ def test_revocation_elsewhere_reaches_the_hot_path_on_sync(here: LogoutService, 
 def test_the_revoking_process_sees_it_at_once(here: LogoutService) -> None:
     pair = here.issue_tokens("api", client_id="api")
     _hot(here, pair.access_token)
-    statements: list[str] = []
     here.logout_all(pair.access)
-    sa.event.listen(here.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    statements = _queries(here)
     with pytest.raises(TokenRevoked):
         here.authenticate(_request(pair.access_token))  # no sync happened
     assert statements == []
@@ -127,7 +141,7 @@ def test_fails_closed_past_the_staleness_bound_and_recovers(here: LogoutService)
     def down(*_args: Any) -> None:
         raise sa.exc.OperationalError("SELECT", {}, Exception("could not connect"))
 
-    here.replica._last_ok = time.monotonic() - here.replica.max_staleness - 1  # no sync for too long
+    here.replica.last_ok = time.monotonic() - here.replica.max_staleness - 1  # no sync for too long
     sa.event.listen(engine, "before_cursor_execute", down)
     try:
         with pytest.raises(StoreUnavailable):
@@ -142,8 +156,7 @@ def test_strict_mode_asks_the_store_every_time(database_uri: str, here: LogoutSe
     strict = LogoutService.from_settings(_settings(database_uri, LOGOUT_STRICT=True))
     try:
         pair = strict.issue_tokens("api", client_id="api")
-        statements: list[str] = []
-        sa.event.listen(strict.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        statements = _queries(strict)
         for _ in range(3):
             strict.authenticate(_request(pair.access_token))
         assert sum("logout_tokens" in s for s in statements) == 3
@@ -236,3 +249,29 @@ def test_replica_memory_per_revocation_is_bounded() -> None:
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert len(replica) == 20_000
     assert grown / 20_000 < 400  # bytes per live revocation (measured in benchmarks/)
+
+
+@pytest.mark.postgres
+def test_cut_connections_fail_closed_then_recover(postgres_uri: str) -> None:
+    """PostgreSQL ends every session of the app (a restart, a failover): the first
+    look-up on a dead connection is refused (503), never waved through, and the
+    next one reconnects."""
+    from .conftest import _postgres_engine
+
+    service = LogoutService.from_settings(_settings(postgres_uri))
+    try:
+        tokens = [service.issue_tokens("u").access_token for _ in range(3)]
+        service.authenticate(_request(tokens[0]))  # the look-up connection is now open and idle
+        with _postgres_engine().begin() as admin:
+            admin.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        with pytest.raises(StoreUnavailable):
+            service.authenticate(_request(tokens[1]))
+        assert service.authenticate(_request(tokens[1])).sub == "u"
+        assert service.authenticate(_request(tokens[2])).sub == "u"
+    finally:
+        service.close()

@@ -1,0 +1,1 @@
+"""Reproducible performance comparisons: ``make bench`` (see docs/performance.md)."""

@@ -1,0 +1,115 @@
+"""The applications compared: bare Flask, flask-logout, Flask-JWT-Extended."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, jsonify
+
+SECRET = "benchmark-secret-key-that-is-long-enough-for-hs256"
+FAST_HASH = "pbkdf2:sha256:1000"
+
+
+def bare_app() -> Flask:
+    """The baseline: the same route, no authentication."""
+    app = Flask("bare")
+
+    @app.get("/api/me")
+    def me() -> Any:
+        return jsonify({"success": True, "data": {"client_id": "bench"}})
+
+    return app
+
+
+def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask, Any]:
+    """The same route behind flask-logout's BearerMiddleware."""
+    from flask_logout import LogoutManager, current_token, get_service
+
+    if database_uri is None:
+        database_uri = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+    app = Flask("flask_logout_bench")
+    app.config.update(
+        LOGOUT_SECRET_KEY=SECRET,
+        LOGOUT_DATABASE_URI=database_uri,
+        LOGOUT_CLIENT_SECRET_HASH=FAST_HASH,
+        LOGOUT_PROTECTED_PATHS=["/api"],
+        LOGOUT_TOKEN_CACHE_SIZE=200_000,
+        **settings,
+    )
+    LogoutManager(app)
+
+    @app.get("/api/me")
+    def me() -> Any:
+        # Works with and without the middleware, so that the same app, called
+        # beneath the middleware (app.wsgi_app.app), is the exact baseline.
+        token = current_token()
+        return jsonify({"success": True, "data": {"client_id": token.cid if token else "bench"}})
+
+    service = get_service(app)
+    service.register_client("bench", "bench-secret")
+    return app, service
+
+
+def fje_memory_app() -> tuple[Flask, Any]:
+    """Flask-JWT-Extended with the documented in-memory (set) blocklist."""
+    from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
+
+    app = Flask("fje_memory")
+    app.config.update(JWT_SECRET_KEY=SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1))
+    jwt = JWTManager(app)
+    blocklist: set[str] = set()
+
+    @jwt.token_in_blocklist_loader
+    def check(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        return payload["jti"] in blocklist
+
+    @app.get("/api/me")
+    @jwt_required()
+    def me() -> Any:
+        return jsonify({"success": True, "data": {"client_id": get_jwt_identity()}})
+
+    with app.app_context():
+        token = create_access_token(identity="bench")
+    return app, token
+
+
+def fje_sqlalchemy_app(rows: int = 100_000) -> tuple[Flask, Any]:
+    """Flask-JWT-Extended with its documented SQLAlchemy blocklist, SQLite, ``rows`` revoked tokens."""
+    import uuid
+
+    from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
+    from flask_sqlalchemy import SQLAlchemy
+
+    path = os.path.join(tempfile.mkdtemp(), "fje.sqlite3")
+    app = Flask("fje_sqlalchemy")
+    app.config.update(
+        JWT_SECRET_KEY=SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1), SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}"
+    )
+    db = SQLAlchemy(app)
+    jwt = JWTManager(app)
+
+    class TokenBlocklist(db.Model):  # type: ignore[name-defined,misc]
+        id = db.Column(db.Integer, primary_key=True)
+        jti = db.Column(db.String(36), nullable=False, index=True)
+        created_at = db.Column(db.Integer, nullable=False)
+
+    @jwt.token_in_blocklist_loader
+    def check(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        return db.session.query(TokenBlocklist.id).filter_by(jti=payload["jti"]).scalar() is not None
+
+    @app.get("/api/me")
+    @jwt_required()
+    def me() -> Any:
+        return jsonify({"success": True, "data": {"client_id": get_jwt_identity()}})
+
+    with app.app_context():
+        db.create_all()
+        db.session.execute(
+            TokenBlocklist.__table__.insert(), [{"jti": str(uuid.uuid4()), "created_at": 0} for _ in range(rows)]
+        )
+        db.session.commit()
+        token = create_access_token(identity="bench")
+    return app, token

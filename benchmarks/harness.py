@@ -1,0 +1,78 @@
+"""Timing helpers: interleaved repeats, medians, ratios.
+
+The machine is shared and noisy, so every figure is the median of several
+repeats, and the repeats of all configurations being compared are
+interleaved (round-robin), so that a noisy moment hits all of them alike.
+Only ratios between figures of the same run are meant to be compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.test import EnvironBuilder
+
+Call = Callable[[], Any]
+
+
+def environ(path: str, headers: dict[str, str] | None = None, remote_addr: str = "127.0.0.1") -> dict[str, Any]:
+    return EnvironBuilder(path=path, headers=headers or {}, environ_base={"REMOTE_ADDR": remote_addr}).get_environ()
+
+
+def wsgi_call(app: Callable[..., Iterable[bytes]], env: dict[str, Any], expect: str = "200") -> Call:
+    """A zero-argument call that runs one request through ``app``."""
+    status: list[str] = []
+
+    def start_response(line: str, headers: Any, exc_info: Any = None) -> None:
+        status.append(line)
+
+    def call() -> None:
+        status.clear()
+        result = app(dict(env), start_response)
+        for _ in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        if not status[0].startswith(expect):
+            raise AssertionError(f"expected {expect}, got {status[0]}")
+
+    return call
+
+
+def per_call_ns(calls: dict[str, Call], *, number: int = 2000, repeats: int = 7, warmup: int = 200) -> dict[str, float]:
+    """Median nanoseconds per call of each configuration, repeats interleaved."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter_ns()
+            for _ in range(number):
+                call()
+            samples[name].append((time.perf_counter_ns() - start) / number)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def per_item_ns(make: Callable[[], list[Call]], *, repeats: int = 5) -> float:
+    """Median ns per call where each call may run once only (cold paths): fresh calls each repeat."""
+    samples = []
+    for _ in range(repeats):
+        calls = make()
+        start = time.perf_counter_ns()
+        for call in calls:
+            call()
+        samples.append((time.perf_counter_ns() - start) / len(calls))
+    return statistics.median(samples)
+
+
+def us(ns: float) -> str:
+    return f"{ns / 1000:.2f} us"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.3f}" if b else "n/a"
