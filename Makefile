@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/flask --app example_app run --host 127.0.0.1 --port 5000
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check flask_logout example_app tests
-	$(BIN)/ruff format --check flask_logout example_app tests
+	$(BIN)/ruff check flask_logout example_app tests benchmarks scripts
+	$(BIN)/ruff format --check flask_logout example_app tests benchmarks scripts
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
@@ -33,6 +33,15 @@ pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+$(VENV)/.bench-installed: $(VENV)/.test-installed
+	$(PIP) install --quiet -e '.[test,bench]'
+	touch $@
+
+# Prints the comparison table and writes it into docs/performance.md.
+# Needs wrk (Debian: apt-get install wrk) and the PostgreSQL server.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.run --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

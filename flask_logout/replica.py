@@ -93,6 +93,7 @@ class Replica:
         self._sync_lock = threading.Lock()
         self._wake = threading.Event()
         self._threads_pid: int | None = None
+        self._threads: list[threading.Thread] = []
         self._stopped = False
         self.listeners: list[Callable[[Event], None]] = []
         _REPLICAS.add(self)
@@ -233,17 +234,25 @@ class Replica:
             self.sync()
         except SQLAlchemyError as exc:
             logger.error("flask_logout: first revocation sync failed: %s", exc.__class__.__name__)
-        threading.Thread(target=self._poll_loop, name="flask-logout-sync", daemon=True).start()
+        self._threads = [threading.Thread(target=self._poll_loop, name="flask-logout-sync", daemon=True)]
         if self.push:
-            threading.Thread(target=self._listen_loop, name="flask-logout-listen", daemon=True).start()
+            self._threads.append(threading.Thread(target=self._listen_loop, name="flask-logout-listen", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
+        """Stop the sync threads and wait for them (a few seconds at most)."""
         self._stopped = True
         self._wake.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+        self._threads = []
 
     def _after_fork(self) -> None:
         # Threads do not survive fork(); neither may pooled connections be shared.
         self._threads_pid = None
+        self._threads = []
         self.running = False
         self._sync_lock = threading.Lock()
         self.store.after_fork()
@@ -255,6 +264,8 @@ class Replica:
         while not self._stopped and self._threads_pid == pid:
             self._wake.wait(self.sync_interval)
             self._wake.clear()
+            if self._stopped:
+                return
             try:
                 self.sync()
             except SQLAlchemyError as exc:

@@ -144,7 +144,7 @@ class LogoutService:
 
     def close(self) -> None:
         """Stop this service's background sync and release its connections."""
-        self.replica.stop()
+        self.replica.stop()  # waits for the sync threads: none may use a closed connection
         self.store.dispose()
 
     # -- issuing ----------------------------------------------------------
@@ -300,13 +300,13 @@ class LogoutService:
                 raise TokenRevoked(detail="revoked (replica)")
             if verified.exp + self.config.leeway <= now():
                 raise TokenExpired(detail="expired")
-            if hot.cidrs is None:
-                return verified
-            if replica.client_versions.get(verified.cid or "", 0) == hot.client_version:
-                if not hot.cidrs.allows(self.request_ip(environ)):
+            if verified.cid is None:
+                return verified  # end users have no whitelist
+            if replica.client_versions.get(verified.cid, 0) == hot.client_version:
+                if hot.cidrs is not None and not hot.cidrs.allows(self.request_ip(environ)):
                     raise IPNotAuthorized(detail="ip outside whitelist")
                 return verified
-            # The client's record changed since: check against the store again.
+            # The client's record (its whitelist) changed since: ask the store again.
         verified = self._decode(token)
         # Read before the store: a change after it will not match the entry.
         cid_version = replica.client_versions.get(verified.cid, 0) if verified.cid is not None else 0
@@ -403,17 +403,16 @@ class LogoutService:
             self.revoke_family(verified.fid)
         return "revoked"
 
-    def remember_once(self, key: str, expires_at: int) -> bool:
-        """Record a one-time id (a logout token's ``jti``); False if it was seen before."""
-        try:
-            return self.store.remember_once(key, expires_at)
-        except SQLAlchemyError as exc:
-            raise _store_down(exc) from None
+    def revoke_provider_sessions(
+        self, provider: str, *, sid: str | None, sub: str | None, once: tuple[str, int] | None = None
+    ) -> int | None:
+        """End the sessions an OpenID provider's back-channel logout names.
 
-    def revoke_provider_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> int:
-        """End the sessions an OpenID provider's back-channel logout names."""
+        ``once`` (a logout token's id and expiry) makes it a one-time
+        operation: ``None`` means that token was used before (a replay).
+        """
         try:
-            ended = self.store.revoke_provider_sessions(provider, sid, sub)
+            ended = self.store.revoke_provider_sessions(provider, sid, sub, once=once)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         self.replica.wake()  # the families ended are in the log: read it now

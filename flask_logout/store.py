@@ -126,6 +126,9 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("value", sa.BigInteger, nullable=True),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
         sa.Column("created_at", sa.Float, nullable=False),
+        # Without AUTOINCREMENT SQLite reuses the highest number after a purge,
+        # and a replica past it would never read the new entry.
+        sqlite_autoincrement=True,
     )
     return Tables(subjects, families, tokens, clients, seen, events)
 
@@ -236,6 +239,16 @@ def make_engine(uri: str) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _dialect_insert(name: str) -> Any:
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 class _RawLookup:
@@ -426,22 +439,41 @@ class SQLStore:
 
     # -- subjects ---------------------------------------------------------
 
+    def _insert_new(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+        """INSERT unless the primary key exists; True if this call inserted.
+
+        ``ON CONFLICT DO NOTHING`` rather than a SAVEPOINT: pysqlite does not
+        give SQLAlchemy working savepoints by default, so a savepoint there
+        can commit what its transaction later rolls back.
+        """
+        dialect = self.engine.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            key = table.primary_key.columns.values()[0]
+            insert = _dialect_insert(dialect)(table).values(**values).on_conflict_do_nothing().returning(key)
+            return conn.execute(insert).first() is not None  # rowcount is not reliable here
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert().values(**values))
+        except IntegrityError:
+            return False
+        return True
+
     def current_generation(self, conn: Connection, subject: str) -> int:
         """The subject's generation, creating its row (at 0) on first use."""
         t = self.tables.subjects
         row = conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).first()
         if row is not None:
             return int(row[0])
-        try:
-            with conn.begin_nested():
-                conn.execute(t.insert().values(subject=subject, generation=0, updated_at=time.time()))
-        except IntegrityError:
-            row = conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).one()
-            return int(row[0])
-        return 0
+        if self._insert_new(conn, t, {"subject": subject, "generation": 0, "updated_at": time.time()}):
+            return 0
+        return int(conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).scalar_one())
 
     def bump_generation(self, subject: str) -> int:
-        """End every token of ``subject``: one row changes, whatever their number."""
+        """End every token of ``subject``: one row changes, whatever their number.
+
+        A subject that never had a row starts at 1, so that nothing signed
+        under generation 0 (by another process, right now) survives.
+        """
         t = self.tables.subjects
         with self.transaction() as conn:
             result = conn.execute(
@@ -451,22 +483,18 @@ class SQLStore:
                 .returning(t.c.generation)
             ).first()
             if result is not None:
-                self._event(conn, "gen", subject, int(result[0]))
-                return int(result[0])
-            # Never issued anything: start it at 1 so that nothing signed
-            # under generation 0 (e.g. by another process right now) lives.
-            try:
-                with conn.begin_nested():
-                    conn.execute(t.insert().values(subject=subject, generation=1, updated_at=time.time()))
+                generation = int(result[0])
+            elif self._insert_new(conn, t, {"subject": subject, "generation": 1, "updated_at": time.time()}):
                 generation = 1
-            except IntegrityError:
-                row = conn.execute(
-                    t.update()
-                    .where(t.c.subject == subject)
-                    .values(generation=t.c.generation + 1, updated_at=time.time())
-                    .returning(t.c.generation)
-                ).one()
-                generation = int(row[0])
+            else:  # created by another process meanwhile: bump that row
+                generation = int(
+                    conn.execute(
+                        t.update()
+                        .where(t.c.subject == subject)
+                        .values(generation=t.c.generation + 1, updated_at=time.time())
+                        .returning(t.c.generation)
+                    ).scalar_one()
+                )
             self._event(conn, "gen", subject, generation)
             return generation
 
@@ -489,11 +517,16 @@ class SQLStore:
             return None
         return SsoLogin(provider=row[0], sid=row[1], sub=row[2], id_token=row[3] or "")
 
-    def revoke_provider_sessions(self, provider: str, sid: str | None, sub: str | None) -> int:
+    def revoke_provider_sessions(
+        self, provider: str, sid: str | None, sub: str | None, *, once: tuple[str, int] | None = None
+    ) -> int | None:
         """End the sessions of one provider session (``sid``) or one provider user (``sub``).
 
         One UPDATE; with both given, a session must match both (OIDC
-        Back-Channel Logout 1.0, section 2.4).
+        Back-Channel Logout 1.0, section 2.4). ``once`` is a logout token's
+        ``(key, expires_at)``: it is recorded in the same transaction, so a
+        token seen before ends nothing (``None`` is returned), and a failed
+        attempt leaves no record behind that would refuse the provider's retry.
         """
         t = self.tables.families
         conditions = [t.c.provider == provider, t.c.revoked_at.is_(None)]
@@ -502,6 +535,8 @@ class SQLStore:
         if sub is not None:
             conditions.append(t.c.provider_sub == sub)
         with self.transaction() as conn:
+            if once is not None and not self.remember_once(*once, conn=conn):
+                return None
             ended = conn.execute(
                 t.update().where(*conditions).values(revoked_at=time.time()).returning(t.c.family)
             ).fetchall()
@@ -509,12 +544,20 @@ class SQLStore:
                 self._event(conn, "fid", family)
             return len(ended)
 
-    def remember_once(self, key: str, expires_at: int) -> bool:
-        """Record ``key``; False if it was recorded before (a replay), in any process."""
-        t = self.tables.seen
+    def remember_once(self, key: str, expires_at: int, conn: Connection | None = None) -> bool:
+        """Record ``key``; False if it was recorded before (a replay), in any process.
+
+        With ``conn`` the record joins the caller's transaction, so it is only
+        kept if the work it guards is committed too.
+        """
+        values = {"key": key, "expires_at": expires_at}
+        if conn is not None:
+            return self._insert_new(conn, self.tables.seen, values)
+        with self.transaction() as own:
+            return self._insert_new(own, self.tables.seen, values)
         try:
-            with self.transaction() as conn:
-                conn.execute(t.insert().values(key=key, expires_at=expires_at))
+            with self.transaction() as own:
+                own.execute(t.insert().values(key=key, expires_at=expires_at))
         except IntegrityError:
             return False
         return True

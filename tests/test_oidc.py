@@ -229,3 +229,31 @@ def test_provider_down_answers_503(app: Flask, provider: Provider) -> None:
         503,
         {"error": "temporarily_unavailable", "error_description": "provider keys unavailable"},
     )
+
+
+def test_retry_after_a_store_failure_is_not_a_replay(app: Flask, provider: Provider) -> None:
+    """The token id is recorded in the same transaction as the revocation: a
+    failed attempt leaves nothing behind, and the provider's retry works."""
+    import sqlalchemy as sa
+
+    session = _sessions(app)[0]
+    token = provider.logout_token()
+    engine = get_service(app).store.engine
+
+    def fail_update(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            raise sa.exc.OperationalError(statement, {}, Exception("server closed the connection"))
+
+    sa.event.listen(engine, "before_cursor_execute", fail_update)
+    try:
+        failed = _post(app, token)
+        assert (failed.status_code, failed.get_json()) == (
+            503,
+            {"error": "temporarily_unavailable", "error_description": "token store unavailable"},
+        )
+        assert _alive(app, session)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail_update)
+    assert _post(app, token).status_code == 200
+    assert not _alive(app, session)
+    _error(_post(app, token), "logout token replayed")

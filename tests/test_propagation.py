@@ -30,7 +30,7 @@ class Worker:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.serve_example"],
+            [sys.executable, "-m", "example_app.serve"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

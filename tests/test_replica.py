@@ -275,3 +275,38 @@ def test_cut_connections_fail_closed_then_recover(postgres_uri: str) -> None:
         assert service.authenticate(_request(tokens[2])).sub == "u"
     finally:
         service.close()
+
+
+def test_log_numbers_are_never_reused_after_a_purge(here: LogoutService) -> None:
+    """SQLite reuses the highest rowid after a delete unless AUTOINCREMENT is on:
+    a replica past that number would never read the new entry."""
+    for _ in range(3):
+        here.revoke_family(here.issue_tokens("u").access.fid)
+    before = max(event.seq for event in here.store.events_since(0))
+    here.store.purge(int(time.time()) + 10 * 86400)  # every entry expired
+    assert here.store.events_since(0) == []
+    here.revoke_family(here.issue_tokens("u").access.fid)
+    assert [event.seq for event in here.store.events_since(0)][0] > before
+
+
+def test_whitelist_added_after_the_token_was_cached(here: LogoutService, there: LogoutService) -> None:
+    here.register_client("open", "open-secret")  # no whitelist
+    pair = here.issue_tokens("open", client_id="open")
+    _hot(here, pair.access_token)
+    assert here.authenticate(_request(pair.access_token, ip="198.51.100.1")).cid == "open"
+    there.register_client("open", "open-secret", ["10.0.0.0/8"])
+    here.replica.sync()
+    with pytest.raises(IPNotAuthorized):
+        here.authenticate(_request(pair.access_token, ip="198.51.100.1"))
+
+
+def test_close_waits_for_the_sync_threads() -> None:
+    service = LogoutService.from_settings(
+        {"LOGOUT_SECRET_KEY": SECRET, "LOGOUT_DATABASE_URI": "sqlite://", "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH}
+    )
+    pair = service.issue_tokens("u")
+    service.authenticate(_request(pair.access_token))  # starts the threads
+    threads = list(service.replica._threads)
+    assert threads and all(t.is_alive() for t in threads)
+    service.close()
+    assert not any(t.is_alive() for t in threads)

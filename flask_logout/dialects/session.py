@@ -242,13 +242,18 @@ def backchannel_logout(provider_name: str) -> Response:
     except ProviderUnavailable as exc:
         logger.error("flask_logout: back-channel logout from %s: provider keys unavailable: %s", provider_name, exc)
         return _backchannel_error(503, "temporarily_unavailable", "provider keys unavailable")
+    expires = int(claims["iat"]) + provider.settings.logout_token_max_age + 120
     try:
-        expires = int(claims["iat"]) + provider.settings.logout_token_max_age + 120
-        if not service.remember_once(f"{provider.settings.issuer}|{claims['jti']}", expires):
-            return _backchannel_error(400, "invalid_request", "logout token replayed")
-        ended = service.revoke_provider_sessions(provider_name, sid=claims.get("sid"), sub=claims.get("sub"))
+        ended = service.revoke_provider_sessions(
+            provider_name,
+            sid=claims.get("sid"),
+            sub=claims.get("sub"),
+            once=(f"{provider.settings.issuer}|{claims['jti']}", expires),
+        )
     except StoreUnavailable:
         return _backchannel_error(503, "temporarily_unavailable", "token store unavailable")
+    if ended is None:
+        return _backchannel_error(400, "invalid_request", "logout token replayed")
     logger.info("flask_logout: back-channel logout from %s ended %d session(s)", provider_name, ended)
     response = Response(status=200)
     response.headers["Cache-Control"] = "no-store"

@@ -14,6 +14,9 @@ from example_app import create_app
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     app = create_app()
     server = make_server("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0, app, threaded=True)
     print(server.server_port, flush=True)

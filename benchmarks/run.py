@@ -1,0 +1,196 @@
+"""Run every benchmark and print one markdown table: ``make bench``.
+
+    python -m benchmarks.run [--quick] [--write docs/performance.md] [--only overhead,scale,...]
+
+Every figure stands beside the baseline it is compared with, measured in the
+same run; the ratio is what to read, the absolute times vary with the load
+of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
+
+PARTS = ("overhead", "scale", "throughput", "propagation")
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:.1f} us"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str, str]]:
+    """(what, flask-logout, baseline, ratio, target, met) rows."""
+    out: list[tuple[str, str, str, str, str, str]] = []
+
+    def add(what: str, ours: str, base: str, value: float, target: str, ok: Callable[[float], bool]) -> None:
+        out.append((what, ours, base, f"{value:.3f}", target, "yes" if ok(value) else "**no**"))
+
+    o = results.get("overhead")
+    if o:
+        beneath = o["same_app_beneath"]
+        hot, cold, strict = o["hot"] - beneath, o["cold"] - beneath, o["strict"] - beneath
+        fje_mem, fje_sql = o["fje_memory"] - o["bare_flask"], o["fje_sqlalchemy"] - o["bare_flask"]
+        add(
+            "Hot path: middleware overhead per request",
+            _us(hot),
+            f"bare Flask request {_us(o['bare_flask'])}",
+            hot / o["bare_flask"],
+            "<= 0.10",
+            lambda v: v <= 0.10,
+        )
+        add(
+            "Hot path vs Flask-JWT-Extended (in-memory blocklist) overhead",
+            _us(hot),
+            f"FJE overhead {_us(fje_mem)}",
+            fje_mem / hot,
+            ">= 20 (times smaller)",
+            lambda v: v >= 20,
+        )
+        add(
+            "Cold path (first sight: decode + SQLite look-up)",
+            _us(cold),
+            f"raw jwt.decode {_us(o['jwt_decode'])}",
+            cold / o["jwt_decode"],
+            "<= 2",
+            lambda v: v <= 2,
+        )
+        add(
+            "Strict mode overhead (store query every request, SQLite)",
+            _us(strict),
+            f"FJE SQLAlchemy blocklist overhead {_us(fje_sql)}",
+            strict / fje_sql,
+            "<= 0.5",
+            lambda v: v <= 0.5,
+        )
+        add(
+            "Middleware alone around a no-op WSGI app",
+            _us(o["middleware_noop"] - o["noop_wsgi"]),
+            f"bare Flask request {_us(o['bare_flask'])}",
+            (o["middleware_noop"] - o["noop_wsgi"]) / o["bare_flask"],
+            "(information)",
+            lambda v: True,
+        )
+    s = results.get("scale")
+    if s:
+        sizes = sorted(int(k.split("_")[1]) for k in s if k.startswith("revocations_"))
+        base = s["revocations_0"]
+        for size in sizes[1:]:
+            add(
+                f"Hot path with {size:,} live revocations",
+                _us(s[f"revocations_{size}"]),
+                f"with none {_us(base)}",
+                s[f"revocations_{size}"] / base,
+                "<= 1.2",
+                lambda v: v <= 1.2,
+            )
+        add(
+            "Hot path with a 100-range whitelist",
+            _us(s["whitelist_100"]),
+            f"no whitelist {_us(base)}",
+            s["whitelist_100"] / base,
+            "(information)",
+            lambda v: True,
+        )
+        many = s["logout_all_tokens"]
+        add(
+            f"Logout-all with {many:,} live tokens",
+            _us(s[f"logout_all_{many}"]),
+            f"with 1 token {_us(s['logout_all_1'])}",
+            s[f"logout_all_{many}"] / s["logout_all_1"],
+            "<= 2",
+            lambda v: v <= 2,
+        )
+        out.append(("Replica memory per live revocation", f"{s['bytes_per_revocation']:.0f} bytes", "", "", "", ""))
+    t = results.get("throughput")
+    if t and "skipped" not in t:
+        add(
+            "gunicorn (2 workers) + wrk: throughput with the middleware",
+            f"{t['flask_logout']:.0f} req/s",
+            f"without {t['bare']:.0f} req/s",
+            t["flask_logout"] / t["bare"],
+            ">= 0.85",
+            lambda v: v >= 0.85,
+        )
+        add(
+            "gunicorn + wrk: Flask-JWT-Extended (in-memory blocklist)",
+            f"{t['flask_jwt_extended']:.0f} req/s",
+            f"without {t['bare']:.0f} req/s",
+            t["flask_jwt_extended"] / t["bare"],
+            "(information)",
+            lambda v: True,
+        )
+    elif t:
+        out.append(("gunicorn + wrk throughput", "skipped", t["skipped"], "", "", ""))
+    p = results.get("propagation")
+    if p:
+        interval = p["interval"]
+        add(
+            f"Propagation by push (LISTEN/NOTIFY), p50 / p99 of {p['revocations']}",
+            f"{_ms(p['push_p50'])} / {_ms(p['push_p99'])}",
+            "target 50 ms",
+            p["push_p99"] / 0.050,
+            "p99 / 50 ms <= 1",
+            lambda v: v <= 1,
+        )
+        add(
+            f"Propagation by polling every {interval * 1000:.0f} ms, p50 / p99 of {p['revocations']}",
+            f"{_ms(p['poll_p50'])} / {_ms(p['poll_p99'])}",
+            f"interval + 100 ms = {_ms(interval + 0.1)}",
+            p["poll_p99"] / (interval + 0.1),
+            "p99 / bound <= 1",
+            lambda v: v <= 1,
+        )
+    return out
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["| Measure | flask-logout | Baseline (same run) | Ratio | Target | Met |", "|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run, noisier)")
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: " + ", ".join(PARTS))
+    parser.add_argument("--write", metavar="PATH", help="also write the table into this markdown file")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, Any]] = {}
+    for part in args.only.split(","):
+        if part not in PARTS:
+            parser.error(f"unknown part {part!r}")
+        module = __import__(f"benchmarks.{part}", fromlist=["measure"])
+        print(f"running {part} ...", file=sys.stderr, flush=True)
+        results[part] = module.measure(quick=args.quick)
+    output = table(results)
+    stamp = f"{datetime.date.today().isoformat()}, Python {platform.python_version()}, {platform.machine()}"
+    print(output)
+    if args.write:
+        _write(args.write, output, stamp, args.quick)
+    return 0
+
+
+def _write(path: str, output: str, stamp: str, quick: bool) -> None:
+    import re
+
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    block = f"<!-- bench:start -->\nMeasured {stamp}{' (quick run)' if quick else ''}:\n\n{output}\n<!-- bench:end -->"
+    text, count = re.subn(r"<!-- bench:start -->.*?<!-- bench:end -->", block, text, flags=re.DOTALL)
+    if count != 1:
+        raise SystemExit(f"{path}: no <!-- bench:start --> ... <!-- bench:end --> block to replace")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
