@@ -105,7 +105,7 @@ def run_mode(base_uri: str, *, push: bool, interval: float, revocations: int) ->
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def measure(quick: bool = False) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
         service.close()
 
     # Memory of the replica per live revocation.
-    app, service = logout_app()
+    _, service = logout_app()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     count = 100_000
@@ -69,7 +69,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
 
     # Logout-all: one client with 1 live token pair vs one with N.
     many = 10_000 if quick else 100_000
-    app, service = logout_app()
+    _, service = logout_app()
     _bulk_issue(service, "one", 1)
     _bulk_issue(service, "many", many)
     samples: dict[str, list[float]] = {"logout_all_1": [], f"logout_all_{many}": []}

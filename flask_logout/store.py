@@ -555,12 +555,6 @@ class SQLStore:
             return self._insert_new(conn, self.tables.seen, values)
         with self.transaction() as own:
             return self._insert_new(own, self.tables.seen, values)
-        try:
-            with self.transaction() as own:
-                own.execute(t.insert().values(key=key, expires_at=expires_at))
-        except IntegrityError:
-            return False
-        return True
 
     def record_tokens(self, conn: Connection, rows: Sequence[TokenRow]) -> None:
         conn.execute(
