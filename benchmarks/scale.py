@@ -33,7 +33,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
     calls = {}
     services = []
     for size in sizes:
-        app, service = logout_app()
+        _, service = logout_app()
         services.append(service)
         _fill(service, size)
         pair = service.issue_tokens("bench", client_id="bench")
@@ -42,7 +42,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
             environ("/api/me", {"Authorization": f"Bearer {pair.access_token}"}),
         )
     # A client whose whitelist has 100 disjoint ranges; the request matches the last.
-    app, service = logout_app()
+    _, service = logout_app()
     services.append(service)
     ranges = [f"10.{i}.0.0/16" for i in range(100)]
     service.register_client("ranged", "ranged-secret", ranges)
