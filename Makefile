@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+$(VENV)/.docs-installed: $(BIN)/python setup.cfg pyproject.toml
+	$(PIP) install --quiet -e '.[docs]'
+	touch $@
+
+# The Sphinx site, warnings as errors, into docs/_build/html.
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PIP) install --quiet -e '.[test,bench]'

@@ -1,18 +1,131 @@
 """``flask logout ...``: operating the store from the command line.
 
 Registered by the extension on ``app.cli``. Each command prints what it did
-and exits non-zero with a message on bad input.
+and exits non-zero with a message on bad input or when the store cannot be
+reached. Tokens given on the command line are never echoed back.
 """
 
 from __future__ import annotations
 
+import datetime
 import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
+from .errors import StoreUnavailable
+from .extension import get_service
+from .service import LogoutService
+
 logout_cli = AppGroup("logout", help="Revoke tokens and maintain the flask-logout store.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_errors(command: F) -> F:
+    """Turn a store failure into a clear message and exit status 1."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except StoreUnavailable:
+            raise click.ClickException("the token store cannot be reached; nothing was changed") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _service() -> LogoutService:
+    return get_service()
+
+
+def _when(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@logout_cli.command("revoke-token")
+@click.argument("token")
+@_store_errors
+def revoke_token_command(token: str) -> None:
+    """Revoke one token (an access token alone; a refresh token with its session)."""
+    outcome = _service().revoke_presented(token.strip(), any_client=True)
+    if outcome == "invalid":
+        raise click.ClickException("not a token issued by this application (bad signature or malformed)")
+    click.echo("revoked")
+
+
+@logout_cli.command("revoke-session")
+@click.argument("session_id")
+@_store_errors
+def revoke_session_command(session_id: str) -> None:
+    """Revoke one session (token family): every token refreshed from one sign-in."""
+    service = _service()
+    if not service.store.revoke_family(session_id):
+        raise click.ClickException(f"no live session {session_id!r}")
+    service.revoke_family(session_id)  # signals and the local replica; the row is already revoked
+    click.echo(f"revoked session {session_id}")
+
+
+@logout_cli.command("revoke-user")
+@click.argument("user_id")
+@_store_errors
+def revoke_user_command(user_id: str) -> None:
+    """Revoke every session and token of an end user."""
+    _service().revoke_user(user_id)
+    click.echo(f"revoked every token of user {user_id}")
+
+
+@logout_cli.command("revoke-client")
+@click.argument("client_id")
+@_store_errors
+def revoke_client_command(client_id: str) -> None:
+    """Revoke every token of an API client."""
+    service = _service()
+    if service.store.get_client(client_id) is None:
+        raise click.ClickException(f"no API client {client_id!r}")
+    service.revoke_client(client_id)
+    click.echo(f"revoked every token of client {client_id}")
+
+
+@logout_cli.command("sessions")
+@click.option("--user", "user_id", help="An end user's id.")
+@click.option("--client", "client_id", help="An API client's id.")
+@_store_errors
+def sessions_command(user_id: str | None, client_id: str | None) -> None:
+    """List the live sessions of a user or an API client."""
+    if (user_id is None) == (client_id is None):
+        raise click.UsageError("give exactly one of --user and --client")
+    service = _service()
+    if client_id is not None:
+        sessions = service.live_sessions(client_id, client_id=client_id)
+        owner = f"client {client_id}"
+    else:
+        assert user_id is not None
+        sessions = service.live_sessions(user_id)
+        owner = f"user {user_id}"
+    if not sessions:
+        click.echo(f"no live sessions for {owner}")
+        return
+    click.echo(f"{len(sessions)} live session(s) for {owner}:")
+    for session in sessions:
+        click.echo(f"  {session.family}  signed in {_when(session.created_at)}  until {_when(session.expires_at)}")
+
+
+@logout_cli.command("create-client")
+@click.argument("client_id")
+@click.option("--secret", prompt=True, hide_input=True, confirmation_prompt=True, help="The client secret.")
+@click.option("--cidr", "cidrs", multiple=True, help="Allowed network (repeat); none allows every address.")
+@_store_errors
+def create_client_command(client_id: str, secret: str, cidrs: tuple[str, ...]) -> None:
+    """Create or replace an API client (its secret is stored hashed)."""
+    try:
+        _service().register_client(client_id, secret, cidrs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"client {client_id} saved" + (f", allowed from {', '.join(cidrs)}" if cidrs else ""))
 
 
 @logout_cli.command("purge")
@@ -25,7 +138,7 @@ logout_cli = AppGroup("logout", help="Revoke tokens and maintain the flask-logou
 )
 def purge_command(grace: int) -> None:
     """Delete revocation records and token rows that can no longer matter."""
-    service = current_app.extensions["flask_logout"].service
+    service = _service()
     try:
         counts = service.store.purge(int(time.time()), token_grace=grace)
     except Exception as exc:

@@ -180,6 +180,12 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "is revoked (reuse detection).",
     ),
     SettingDoc(
+        "LOGOUT_CREATE_TABLES",
+        "bool",
+        "`True`",
+        "Create the store's tables at start-up if missing; set False when migrations (Flask-Migrate) own the schema.",
+    ),
+    SettingDoc(
         "LOGOUT_STRICT",
         "bool",
         "`False`",
@@ -263,6 +269,7 @@ class LogoutConfig:
     max_staleness: float = 10.0
     push: bool = True
     purge_interval: float = 3600.0
+    create_tables: bool = True
     oidc_providers: dict[str, ProviderSettings] = field(default_factory=dict)
     post_logout_redirect_uri: str | None = None
 
@@ -356,6 +363,7 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         reuse_grace=_seconds(settings, "LOGOUT_REUSE_GRACE_SECONDS", 5, positive=False),
         **_replication(settings),
         oidc_providers=_providers(settings),
+        create_tables=_bool(settings, "LOGOUT_CREATE_TABLES", True),
         post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI"),
     )
 

@@ -87,7 +87,8 @@ class LogoutManager:
             if config.database_uri == default_uri:
                 os.makedirs(app.instance_path, exist_ok=True)
             store = SQLStore(make_engine(config.database_uri))
-        store.create_all()
+        if config.create_tables:
+            store.create_all()
         service = LogoutService(config, store)
         app.extensions[EXTENSION_KEY] = _State(self, service)
         if "client" in config.dialects:

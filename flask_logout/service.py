@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from . import signals
 from .cidr import CidrSet
 from .config import LogoutConfig, load_config
 from .errors import (
@@ -149,7 +150,14 @@ class LogoutService:
 
     # -- issuing ----------------------------------------------------------
 
-    def issue_tokens(self, subject: str, *, client_id: str | None = None, sso: SsoLogin | None = None) -> TokenPair:
+    def issue_tokens(
+        self,
+        subject: str,
+        *,
+        client_id: str | None = None,
+        sso: SsoLogin | None = None,
+        _issued_at: int | None = None,
+    ) -> TokenPair:
         """Start a new session (token family) for ``subject`` and return its first pair.
 
         ``sso`` records that the sign-in came through an OpenID provider, so
@@ -162,16 +170,17 @@ class LogoutService:
             with self.store.transaction() as conn:
                 generation = self.store.current_generation(conn, principal)
                 self.store.record_family(conn, family, principal, sso)
-                pair, rows = self._mint(subject, client_id, family, generation)
+                pair, rows = self._mint(subject, client_id, family, generation, _issued_at)
                 self.store.record_tokens(conn, rows)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+        signals.token_issued.send(self, pair=pair, subject=subject, client_id=client_id)
         return pair
 
     def _mint(
-        self, subject: str, client_id: str | None, family: str, generation: int
+        self, subject: str, client_id: str | None, family: str, generation: int, issued_at: int | None = None
     ) -> tuple[TokenPair, list[TokenRow]]:
-        issued = now()
+        issued = now() if issued_at is None else issued_at
         principal = principal_key(subject, client_id)
         tokens: dict[str, tuple[str, VerifiedToken]] = {}
         rows = []
@@ -241,6 +250,15 @@ class LogoutService:
             raise _store_down(exc) from None
         if state is None:
             raise UnknownToken(detail="unknown token")
+        if (
+            state.typ != verified.typ
+            or state.subject != verified.principal
+            or state.family != verified.fid
+            or state.generation != verified.gen
+        ):
+            # Signed with our key, but not the token the store issued under
+            # this id: refuse it as unknown rather than trust either side.
+            raise UnknownToken(detail="claims do not match the issued token")
         if state.revoked:
             revoked = TokenRevoked(detail="revoked")
             revoked.state = state
@@ -340,6 +358,7 @@ class LogoutService:
                 self.store.record_tokens(conn, rows)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+        signals.token_refreshed.send(self, pair=pair, previous_jti=verified.jti)
         return pair
 
     def _detect_reuse(self, revoked: TokenRevoked) -> None:
@@ -362,6 +381,7 @@ class LogoutService:
         logger.warning(
             "flask_logout: refresh token reuse detected for %s; session %s revoked", token.principal, token.fid
         )
+        signals.reuse_detected.send(self, token=token)
         raise ReuseDetected(detail="rotated refresh token reused; family revoked")
 
     # -- revoking ---------------------------------------------------------
@@ -383,7 +403,7 @@ class LogoutService:
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
 
-    def revoke_presented(self, token: str, *, client_id: str | None = None) -> str:
+    def revoke_presented(self, token: str, *, client_id: str | None = None, any_client: bool = False) -> str:
         """RFC 7009 revocation of a token string.
 
         An access token is revoked alone; a refresh token takes its family.
@@ -395,7 +415,7 @@ class LogoutService:
             verified = self._cache.get(token) or self.codec.decode(token)
         except InvalidToken:
             return "invalid"
-        if verified.cid is not None and verified.cid != client_id:
+        if verified.cid is not None and verified.cid != client_id and not any_client:
             return "foreign"
         if verified.typ == ACCESS:
             self.revoke_token(verified.jti, access_expires_at=verified.exp + self.config.leeway)
@@ -416,6 +436,8 @@ class LogoutService:
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         self.replica.wake()  # the families ended are in the log: read it now
+        if ended is not None:
+            signals.backchannel_logout_received.send(self, provider=provider, sid=sid, sub=sub, ended=ended)
         return ended
 
     def logout_all(self, token: VerifiedToken) -> None:
@@ -434,7 +456,13 @@ class LogoutService:
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         self._seen_here("gen", principal, generation)
+        scope, _, key = principal.partition(":")
+        signals.logged_out.send(self, scope=scope, key=key)
         logger.info("flask_logout: revoked all tokens of %s", principal)
+
+    def revoke_user(self, user_id: str) -> None:
+        """End every session and token of an end user (O(1))."""
+        self.revoke_principal(principal_key(user_id, None))
 
     def revoke_client(self, client_id: str) -> None:
         """End every token of an API client."""
@@ -447,6 +475,7 @@ class LogoutService:
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         self._seen_here("fid", family)
+        signals.logged_out.send(self, scope="family", key=family)
 
     def revoke_token(self, jti: str, *, access_expires_at: int | None = None) -> None:
         """End one token. Pass ``access_expires_at`` (its ``exp``) for an access
@@ -458,6 +487,7 @@ class LogoutService:
             raise _store_down(exc) from None
         if access_expires_at is not None:
             self._seen_here("jti", jti, expires_at=access_expires_at)
+        signals.logged_out.send(self, scope="token", key=jti)
 
     def live_sessions(self, subject: str, *, client_id: str | None = None) -> list[SessionInfo]:
         """The sign-ins of a user (or API client) that can still be refreshed."""

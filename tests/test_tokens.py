@@ -148,3 +148,14 @@ def test_missing_claims_are_invalid(tmp_path: Any, missing: str) -> None:
     del claims[missing]
     with pytest.raises(InvalidToken):
         service.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def test_claims_must_match_the_issued_record(tmp_path: Any) -> None:
+    """Even with the signing key, a live jti cannot carry other claims."""
+    service = _service(tmp_path, LOGOUT_SECRET_KEY=SECRET)
+    mine = service.issue_tokens("victim", client_id="victim").access
+    for change in ({"sub": "attacker", "cid": "attacker"}, {"fid": "other-family"}, {"gen": 7}, {"typ": "refresh"}):
+        forged = jwt.encode(dict(mine.claims, **change), SECRET, algorithm="HS256")
+        with pytest.raises(InvalidToken):
+            service.verify(forged, expected_type=change.get("typ", "access"))
+    assert service.verify(jwt.encode(dict(mine.claims), SECRET, algorithm="HS256"))[0].sub == "victim"
