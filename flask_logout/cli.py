@@ -128,6 +128,53 @@ def create_client_command(client_id: str, secret: str, cidrs: tuple[str, ...]) -
     click.echo(f"client {client_id} saved" + (f", allowed from {', '.join(cidrs)}" if cidrs else ""))
 
 
+keys_cli = AppGroup("keys", help="Signing keys kept in the store (LOGOUT_KEYRING = True).")
+logout_cli.add_command(keys_cli)
+
+
+def _keyring() -> LogoutService:
+    service = _service()
+    if not service.config.keyring:
+        raise click.ClickException("signing keys are not kept in the store: set LOGOUT_KEYRING = True")
+    return service
+
+
+@keys_cli.command("rotate")
+@_store_errors
+def keys_rotate_command() -> None:
+    """Create a new signing key; the old ones stay published until their tokens expire."""
+    service = _keyring()
+    kid = service.rotate_keys()
+    click.echo(f"new signing key {kid}")
+    _print_keys(service)
+
+
+@keys_cli.command("list")
+@_store_errors
+def keys_list_command() -> None:
+    """List the stored signing keys and how long each keeps verifying."""
+    _print_keys(_keyring())
+
+
+def _print_keys(service: LogoutService) -> None:
+    try:
+        stored = sorted(service.store.signing_keys(), key=lambda k: k.created_at)
+    except Exception as exc:
+        raise click.ClickException(f"the store could not be read: {exc.__class__.__name__}") from None
+    active = [k for k in stored if k.retired_at is None]
+    signer = max(active, key=lambda k: (k.created_at, k.kid)) if active else None
+    for key in stored:
+        if key is signer:
+            status = "signs new tokens, published"
+        elif key.retired_at is None:
+            status = "published"
+        elif key.retired_at + service.store.key_ttl > time.time():
+            status = f"retired, published until {_when(key.retired_at + service.store.key_ttl)}"
+        else:
+            status = "retired, no longer published (purge removes it)"
+        click.echo(f"  {key.kid}  {key.algorithm}  created {_when(key.created_at)}  {status}")
+
+
 @logout_cli.command("purge")
 @click.option(
     "--grace",
@@ -144,7 +191,6 @@ def purge_command(grace: int) -> None:
     except Exception as exc:
         raise click.ClickException(f"the store could not be purged: {exc.__class__.__name__}") from None
     click.echo(
-        "purged {events} log entries, {tokens} token rows, {families} sessions, {seen} logout-token ids".format(
-            **counts
-        )
+        "purged {events} log entries, {tokens} token rows, {families} sessions, {seen} logout-token ids, "
+        "{keys} signing keys".format(**counts)
     )

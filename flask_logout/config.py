@@ -180,6 +180,19 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "is revoked (reuse detection).",
     ),
     SettingDoc(
+        "LOGOUT_KEYRING",
+        "bool",
+        "`False`",
+        "Keep RS/PS/ES signing keys in the store so `flask logout keys rotate` can rotate them; retired keys "
+        "stay published until the tokens they signed have expired.",
+    ),
+    SettingDoc(
+        "LOGOUT_KEYRING_PASSPHRASE",
+        "str",
+        "none",
+        "Encrypts the private keys kept in the store (PKCS#8); without it they are stored unencrypted.",
+    ),
+    SettingDoc(
         "LOGOUT_CREATE_TABLES",
         "bool",
         "`True`",
@@ -270,6 +283,8 @@ class LogoutConfig:
     push: bool = True
     purge_interval: float = 3600.0
     create_tables: bool = True
+    keyring: bool = False
+    keyring_passphrase: bytes | None = field(default=None, repr=False)
     oidc_providers: dict[str, ProviderSettings] = field(default_factory=dict)
     post_logout_redirect_uri: str | None = None
 
@@ -318,7 +333,18 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
     """
     _warn_unknown(settings)
     algorithm = _algorithm(settings.get("LOGOUT_ALGORITHM", "HS256"))
-    signing_key, verifying_key, key_id = _keys(settings, algorithm)
+    keyring = _bool(settings, "LOGOUT_KEYRING", False)
+    if keyring and algorithm in HMAC_ALGORITHMS:
+        raise ConfigError(
+            "LOGOUT_KEYRING", f"needs an asymmetric LOGOUT_ALGORITHM (RS256, ES256, ...), not {algorithm}"
+        )
+    if keyring and not settings.get("LOGOUT_PRIVATE_KEY"):
+        signing_key, verifying_key, key_id = None, None, None  # the keyring in the store provides them
+    else:
+        signing_key, verifying_key, key_id = _keys(settings, algorithm)
+    passphrase = settings.get("LOGOUT_KEYRING_PASSPHRASE")
+    if passphrase is not None and (not isinstance(passphrase, (str, bytes)) or len(passphrase) < 16):
+        raise ConfigError("LOGOUT_KEYRING_PASSPHRASE", "must be a string of at least 16 characters")
     access_ttl = _seconds(settings, "LOGOUT_ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TTL, positive=True)
     refresh_ttl = _seconds(settings, "LOGOUT_REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TTL, positive=True)
     leeway = _seconds(settings, "LOGOUT_LEEWAY", 0, positive=False)
@@ -364,6 +390,8 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         **_replication(settings),
         oidc_providers=_providers(settings),
         create_tables=_bool(settings, "LOGOUT_CREATE_TABLES", True),
+        keyring=keyring,
+        keyring_passphrase=_bytes(passphrase) if passphrase else None,
         post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI"),
     )
 

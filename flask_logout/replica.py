@@ -96,6 +96,8 @@ class Replica:
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self.listeners: list[Callable[[Event], None]] = []
+        #: Called when the signing keys change (key rotation).
+        self.key_listeners: list[Callable[[], None]] = []
         _REPLICAS.add(self)
 
     # -- the request path -------------------------------------------------
@@ -143,6 +145,10 @@ class Replica:
                 self._generation_expires[event.key] = event.expires_at
         elif event.kind == "client":
             self.client_versions[event.key] += 1
+            return
+        elif event.kind == "keys":
+            for reload in self.key_listeners:
+                reload()
             return
         else:
             return

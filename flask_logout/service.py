@@ -127,6 +127,10 @@ class LogoutService:
         )
         self._cidr_cache: dict[str, CidrSet] = {}
         self.providers = ProviderRegistry(config.oidc_providers)
+        if config.keyring:
+            store.key_ttl = config.refresh_ttl + config.leeway + 3600
+            self._load_keyring()
+            self.replica.key_listeners.append(self._reload_keyring)
         # Checked against on unknown client ids so that "no such client" and
         # "wrong secret" take the same time.
         self._dummy_hash = generate_password_hash(secrets.token_urlsafe(16), method=config.secret_hash_method)
@@ -142,6 +146,52 @@ class LogoutService:
         if create_tables:
             store.create_all()
         return cls(config, store)
+
+    # -- signing keys (LOGOUT_KEYRING) ---------------------------------------
+
+    def _load_keyring(self) -> None:
+        """Load the stored keys; on first start store the configured key, or a new one."""
+        from . import keys
+
+        stored = self.store.signing_keys()
+        if not stored:
+            if self.config.signing_key is not None:
+                private, kid = self.config.signing_key, self.config.key_id
+            else:
+                private = keys.generate(self.config.algorithm)
+                kid = keys.kid_of(private, self.config.algorithm)
+            pem = keys.to_pem(private, self.config.keyring_passphrase)
+            self.store.add_signing_key(str(kid), self.config.algorithm, pem, retire_others=False)
+            stored = self.store.signing_keys()
+        loaded = keys.select(stored, self.config.keyring_passphrase, self.store.key_ttl)
+        self.codec.use_keys(loaded.signing_kid, loaded.signing_key, loaded.verifying)
+
+    def _reload_keyring(self) -> None:
+        try:
+            self._load_keyring()
+        except Exception as exc:
+            logger.error("flask_logout: reloading signing keys failed: %s", exc.__class__.__name__)
+
+    def rotate_keys(self) -> str:
+        """Add a new signing key and retire the others; returns its ``kid``.
+
+        Retired keys keep verifying (and stay in the JWKS) for a refresh-token
+        lifetime, so no live token is cut off by a rotation.
+        """
+        from . import keys
+
+        if not self.config.keyring:
+            raise RuntimeError("key rotation needs LOGOUT_KEYRING = True")
+        private = keys.generate(self.config.algorithm)
+        kid = keys.kid_of(private, self.config.algorithm)
+        try:
+            self.store.add_signing_key(
+                kid, self.config.algorithm, keys.to_pem(private, self.config.keyring_passphrase), retire_others=True
+            )
+            self._load_keyring()
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        return kid
 
     def close(self) -> None:
         """Stop this service's background sync and release its connections."""

@@ -39,6 +39,7 @@ TOKENS = "logout_tokens"
 CLIENTS = "logout_clients"
 SEEN = "logout_seen_jtis"
 EVENTS = "logout_events"
+KEYS = "logout_keys"
 
 #: PostgreSQL channel on which every committed revocation is announced.
 NOTIFY_CHANNEL = "flask_logout"
@@ -52,16 +53,17 @@ class Tables:
     clients: sa.Table
     seen: sa.Table
     events: sa.Table
+    keys: sa.Table
 
     def all(self) -> list[sa.Table]:
-        return [self.subjects, self.families, self.tokens, self.clients, self.seen, self.events]
+        return [self.subjects, self.families, self.tokens, self.clients, self.seen, self.events, self.keys]
 
 
 def define_tables(metadata: sa.MetaData) -> Tables:
     """Declare the store's tables on ``metadata`` (idempotent per metadata)."""
     if TOKENS in metadata.tables:
         t = metadata.tables
-        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS], t[SEEN], t[EVENTS])
+        return Tables(t[SUBJECTS], t[FAMILIES], t[TOKENS], t[CLIENTS], t[SEEN], t[EVENTS], t[KEYS])
     subjects = sa.Table(
         SUBJECTS,
         metadata,
@@ -130,7 +132,17 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         # and a replica past it would never read the new entry.
         sqlite_autoincrement=True,
     )
-    return Tables(subjects, families, tokens, clients, seen, events)
+    keys = sa.Table(
+        KEYS,
+        metadata,
+        # Signing keys, with LOGOUT_KEYRING (see flask_logout.keys).
+        sa.Column("kid", sa.String(64), primary_key=True),
+        sa.Column("algorithm", sa.String(16), nullable=False),
+        sa.Column("private_pem", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("retired_at", sa.Float, nullable=True),
+    )
+    return Tables(subjects, families, tokens, clients, seen, events, keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +354,8 @@ class SQLStore:
         #: How long a replication event must be kept: as long as an access
         #: token issued before it can live (its lifetime, the leeway, a margin).
         self.event_ttl = event_ttl
+        #: How long a retired signing key must still verify (a refresh-token lifetime and more).
+        self.key_ttl = 31 * 86400
         self.is_postgres = engine.dialect.name == "postgresql"
         self._raw = _RawLookup.for_engine(engine, self._lookup)
 
@@ -367,6 +381,28 @@ class SQLStore:
         )
         if self.is_postgres:
             conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+    def signing_keys(self) -> list[Any]:
+        """Every stored signing key (see :mod:`flask_logout.keys`)."""
+        from .keys import StoredKey
+
+        t = self.tables.keys
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.kid, t.c.algorithm, t.c.private_pem, t.c.created_at, t.c.retired_at))
+            return [StoredKey(r[0], r[1], r[2], float(r[3]), None if r[4] is None else float(r[4])) for r in rows]
+
+    def add_signing_key(self, kid: str, algorithm: str, private_pem: str, *, retire_others: bool) -> bool:
+        """Store a key (False if that kid exists); with ``retire_others`` it becomes the only active one."""
+        t = self.tables.keys
+        now = time.time()
+        with self.transaction() as conn:
+            if retire_others:
+                conn.execute(t.update().where(t.c.retired_at.is_(None), t.c.kid != kid).values(retired_at=now))
+            added = self._insert_new(
+                conn, t, {"kid": kid, "algorithm": algorithm, "private_pem": private_pem, "created_at": now}
+            )
+            self._event(conn, "keys", "ring")
+            return added
 
     def events_since(self, seq: int, limit: int = 5000) -> list[Event]:
         """Log entries after ``seq`` that still matter, in sequence order."""
@@ -407,6 +443,9 @@ class SQLStore:
                 )
             ).rowcount
             counts["seen"] = conn.execute(t.seen.delete().where(t.seen.c.expires_at < now)).rowcount
+            counts["keys"] = conn.execute(
+                t.keys.delete().where(t.keys.c.retired_at.is_not(None), t.keys.c.retired_at < now - self.key_ttl)
+            ).rowcount
         return {k: int(v) for k, v in counts.items()}
 
     # -- schema -----------------------------------------------------------

@@ -62,8 +62,18 @@ class TokenCodec:
 
     def __init__(self, config: LogoutConfig) -> None:
         self._config = config
-        self._headers = {"kid": config.key_id} if config.key_id else None
         self._options: Any = {"verify_exp": False, "require": _REQUIRED}
+        self._signing_key: Any = None
+        self._headers: dict[str, str] | None = None
+        self._verifying: dict[str | None, Any] = {}
+        if config.signing_key is not None:
+            self.use_keys(config.key_id, config.signing_key, {config.key_id: config.verifying_key})
+
+    def use_keys(self, signing_kid: str | None, signing_key: Any, verifying: dict[Any, Any]) -> None:
+        """Switch keys (key rotation). Tokens must name one of ``verifying`` by ``kid``."""
+        self._verifying = dict(verifying)
+        self._headers = {"kid": signing_kid} if signing_kid else None
+        self._signing_key = signing_key
 
     def encode(self, claims: dict[str, Any]) -> str:
         payload = dict(claims)
@@ -71,7 +81,7 @@ class TokenCodec:
             payload["iss"] = self._config.issuer
         if self._config.audience:
             payload["aud"] = self._config.audience
-        return jwt.encode(payload, self._config.signing_key, algorithm=self._config.algorithm, headers=self._headers)
+        return jwt.encode(payload, self._signing_key, algorithm=self._config.algorithm, headers=self._headers)
 
     def public_jwks(self) -> list[dict[str, Any]]:
         """The verification key as JWKs with ``kid``, ``alg`` and ``use``."""
@@ -79,18 +89,31 @@ class TokenCodec:
             return []
         from jwt.algorithms import get_default_algorithms
 
-        jwk: dict[str, Any] = get_default_algorithms()[self._config.algorithm].to_jwk(
-            self._config.verifying_key, as_dict=True
-        )
-        jwk.update({"kid": self._config.key_id, "alg": self._config.algorithm, "use": "sig"})
-        return [jwk]
+        algorithm = get_default_algorithms()[self._config.algorithm]
+        keys = []
+        for kid, public in self._verifying.items():
+            jwk: dict[str, Any] = algorithm.to_jwk(public, as_dict=True)
+            jwk.update({"kid": kid, "alg": self._config.algorithm, "use": "sig"})
+            keys.append(jwk)
+        return keys
 
     def decode(self, token: str) -> VerifiedToken:
         """Verify signature, issuer, audience and claim types; raise :class:`InvalidToken`."""
+        verifying = self._verifying
+        if len(verifying) == 1 and None in verifying:
+            key = verifying[None]  # one key and no kid: an HMAC secret
+        else:
+            try:
+                kid = jwt.get_unverified_header(token).get("kid")
+            except jwt.PyJWTError as exc:
+                raise InvalidToken(detail=f"jwt: {exc.__class__.__name__}") from None
+            if not isinstance(kid, str) or kid not in verifying:
+                raise InvalidToken(detail="unknown kid")
+            key = verifying[kid]
         try:
             decoded = jwt.api_jwt.decode_complete(
                 token,
-                self._config.verifying_key,
+                key,
                 algorithms=[self._config.algorithm],
                 options=self._options,
                 issuer=self._config.issuer,
@@ -98,8 +121,6 @@ class TokenCodec:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(detail=f"jwt: {exc.__class__.__name__}") from None
-        if self._config.key_id and decoded["header"].get("kid") != self._config.key_id:
-            raise InvalidToken(detail="unknown kid")
         return _verified(decoded["payload"])
 
 

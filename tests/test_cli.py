@@ -100,7 +100,7 @@ def test_purge(app: Flask) -> None:
     result = run(app, "purge")
     assert (result.exit_code, result.output) == (
         0,
-        "purged 0 log entries, 0 token rows, 0 sessions, 0 logout-token ids\n",
+        "purged 0 log entries, 0 token rows, 0 sessions, 0 logout-token ids, 0 signing keys\n",
     )
     assert dead(app, pair.refresh_token, "refresh")  # live revocations stay
     bad = run(app, "purge", "--grace", "-1")

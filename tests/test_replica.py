@@ -225,7 +225,7 @@ def test_purge_leaves_live_revocations_alone(here: LogoutService, monkeypatch: p
     here.revoke_family(live.access.fid)
     other = here.issue_tokens("api", client_id="api")
     counts = here.store.purge(int(time.time()))
-    assert counts == {"events": 0, "tokens": 0, "families": 0, "seen": 0}
+    assert counts == {"events": 0, "tokens": 0, "families": 0, "seen": 0, "keys": 0}
     with pytest.raises(TokenRevoked):
         here.verify(live.refresh_token, expected_type="refresh")
     assert here.verify(other.access_token)[0].cid == "api"
