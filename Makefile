@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck pytest bench docs clean
+.PHONY: demo test lint typecheck pytest bench soak docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ docs: $(VENV)/.docs-installed
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PIP) install --quiet -e '.[test,bench]'
 	touch $@
+
+# A 60 s soak against gunicorn on PostgreSQL; its summary goes into docs/reliability.md.
+soak: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.soak --seconds 60 --write docs/reliability.md
 
 # Prints the comparison table and writes it into docs/performance.md.
 # Needs wrk (Debian: apt-get install wrk) and the PostgreSQL server.

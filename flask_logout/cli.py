@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreUnavailable
 from .extension import get_service
@@ -32,7 +33,7 @@ def _store_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except StoreUnavailable:
+        except (StoreUnavailable, SQLAlchemyError):
             raise click.ClickException("the token store cannot be reached; nothing was changed") from None
 
     return wrapper  # type: ignore[return-value]

@@ -2,8 +2,8 @@
 
 With ``LOGOUT_KEYRING = True`` the RS/PS/ES signing keys live in the
 ``logout_keys`` table. The newest key that is not retired signs; every key
-that is not retired, or was retired less than one refresh-token lifetime ago,
-verifies and is published in the JWKS, so a token signed just before a
+that is not retired, or was retired less than one refresh-token lifetime
+(plus the leeway and an hour) ago, verifies and is published in the JWKS, so a token signed just before a
 rotation keeps working until it expires, and clients that cache the JWKS see
 the new key before any token carries it.
 

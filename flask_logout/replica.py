@@ -306,7 +306,7 @@ class Replica:
             connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.sync()  # anything committed before LISTEN took hold
             while not self._stopped and self._threads_pid == pid:
-                for _ in connection.notifies(timeout=1.0, stop_after=1):
+                for _ in connection.notifies(timeout=0.2, stop_after=1):
                     self.sync()
         finally:
             connection.close()

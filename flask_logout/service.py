@@ -127,10 +127,17 @@ class LogoutService:
         )
         self._cidr_cache: dict[str, CidrSet] = {}
         self.providers = ProviderRegistry(config.oidc_providers)
+        self._keys_pending = False
         if config.keyring:
             store.key_ttl = config.refresh_ttl + config.leeway + 3600
-            self._load_keyring()
             self.replica.key_listeners.append(self._reload_keyring)
+            try:
+                self._load_keyring()
+            except SQLAlchemyError as exc:
+                # The table is not there yet (migrations pending): the app and
+                # its CLI must still start, so load the keys on first use.
+                logger.warning("flask_logout: signing keys not loaded yet (%s)", exc.__class__.__name__)
+                self._keys_pending = True
         # Checked against on unknown client ids so that "no such client" and
         # "wrong secret" take the same time.
         self._dummy_hash = generate_password_hash(secrets.token_urlsafe(16), method=config.secret_hash_method)
@@ -148,6 +155,14 @@ class LogoutService:
         return cls(config, store)
 
     # -- signing keys (LOGOUT_KEYRING) ---------------------------------------
+
+    def _ensure_keys(self) -> None:
+        """Load the keyring now if it could not be loaded at start-up."""
+        try:
+            self._load_keyring()
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        self._keys_pending = False
 
     def _load_keyring(self) -> None:
         """Load the stored keys; on first start store the configured key, or a new one."""
@@ -216,6 +231,8 @@ class LogoutService:
         """
         principal = principal_key(subject, client_id)
         family = _new_id()
+        if self._keys_pending:
+            self._ensure_keys()
         try:
             with self.store.transaction() as conn:
                 generation = self.store.current_generation(conn, principal)
@@ -246,6 +263,10 @@ class LogoutService:
             }
             if client_id is not None:
                 claims["cid"] = client_id
+            if self.config.issuer:
+                claims["iss"] = self.config.issuer  # the claims handed out are the claims signed
+            if self.config.audience:
+                claims["aud"] = self.config.audience
             encoded = self.codec.encode(claims)
             verified = VerifiedToken(
                 jti=claims["jti"],
@@ -284,6 +305,8 @@ class LogoutService:
         """Signature and claim shapes, from the cache when this process decoded it before."""
         verified = self._cache.get(token)
         if verified is None:
+            if self._keys_pending:
+                self._ensure_keys()
             if len(token) > MAX_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
                 raise InvalidToken(detail="not a b64token")
             verified = self.codec.decode(token)
@@ -551,14 +574,16 @@ class LogoutService:
 
         Empty for HMAC: a shared secret is never published.
         """
+        if self._keys_pending:
+            self._ensure_keys()
         return {"keys": self.codec.public_jwks()}
 
     # -- API clients ------------------------------------------------------
 
     def register_client(self, client_id: str, secret: str, allowed_cidrs: Sequence[str] = ()) -> None:
         """Create or replace an API client. The secret is stored hashed only."""
-        if not client_id or not isinstance(client_id, str) or len(client_id) > 200:
-            raise ValueError("client_id must be a non-empty string of at most 200 characters")
+        if not client_id or not isinstance(client_id, str) or len(client_id) > 200 or "\x00" in client_id:
+            raise ValueError("client_id must be a non-empty string of at most 200 characters, without NUL")
         if not secret or not isinstance(secret, str):
             raise ValueError("client secret must be a non-empty string")
         cidrs = CidrSet(allowed_cidrs)  # raises ValueError naming a malformed CIDR
@@ -568,6 +593,11 @@ class LogoutService:
 
     def authenticate_client(self, client_id: str, secret: str, *, ip: str | None = None) -> ClientRecord:
         """Check an API client's credentials (constant time) and its whitelist."""
+        if "\x00" in client_id or len(client_id) > 255:
+            # No client can have such an id (PostgreSQL text cannot even hold
+            # NUL): wrong credentials, not a store failure. Same cost as a miss.
+            check_password_hash(self._dummy_hash, secret)
+            raise InvalidCredentials(detail="impossible client id")
         try:
             record = self.store.get_client(client_id)
         except SQLAlchemyError as exc:

@@ -121,3 +121,28 @@ def test_store_down_is_a_clear_error(app: Flask) -> None:
     finally:
         sa.event.remove(engine, "before_cursor_execute", down)
     assert (result.exit_code, result.output) == (1, "Error: the token store cannot be reached; nothing was changed\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("revoke-session", "some-session"),
+        ("revoke-client", "c1"),
+        ("create-client", "c2", "--secret", "s"),
+        ("sessions", "--user", "u"),
+    ],
+)
+def test_every_command_reports_a_store_outage_cleanly(app: Flask, args: tuple[str, ...]) -> None:
+    import sqlalchemy as sa
+
+    engine = get_service(app).store.engine
+
+    def down(*_args: Any) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("could not connect"))
+
+    sa.event.listen(engine, "before_cursor_execute", down)
+    try:
+        result = run(app, *args)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", down)
+    assert (result.exit_code, result.output) == (1, "Error: the token store cannot be reached; nothing was changed\n")

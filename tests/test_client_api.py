@@ -295,3 +295,10 @@ def test_get_on_logout_is_not_a_logout(client: Any, login: Any) -> None:
     token = login()["access_token"]
     assert client.get("/auth/logout", headers=bearer(token)).status_code == 405
     assert client.get("/api/me", headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize("client_id", ["demo\u0000client", "x" * 300])
+def test_impossible_client_ids_are_wrong_credentials_not_store_errors(client: Any, client_id: str) -> None:
+    """PostgreSQL cannot store NUL: such input must not reach it and turn into a 503."""
+    response = client.post("/auth/login", json={"client_id": client_id, "client_secret": "demo-secret"})
+    assert (response.status_code, response.get_json()) == (401, BAD_CREDENTIALS)

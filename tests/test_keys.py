@@ -144,3 +144,19 @@ def test_cli(database_uri: str) -> None:
         "Error: signing keys are not kept in the store: set LOGOUT_KEYRING = True\n",
     )
     get_service(plain).close()
+
+
+def test_keyring_waits_for_its_table(database_uri: str) -> None:
+    """With migrations owning the schema, the app and its CLI start before the table exists."""
+    app = Flask("migrating")
+    app.config.update(_settings(database_uri, LOGOUT_CREATE_TABLES=False))
+    LogoutManager(app)  # no logout_keys table yet: must not fail
+    service = get_service(app)
+    from flask_logout import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable):
+        service.issue_tokens("u")
+    service.store.create_all()  # the migration runs
+    token = service.issue_tokens("u").access_token
+    assert service.verify(token)[0].sub == "u"
+    service.close()

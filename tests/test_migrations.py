@@ -22,6 +22,7 @@ STORE_TABLES = {
     "logout_clients",
     "logout_seen_jtis",
     "logout_events",
+    "logout_keys",
 }
 
 

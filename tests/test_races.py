@@ -8,6 +8,7 @@ PostgreSQL; nothing here waits on wall-clock time, only on counts.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -136,3 +137,70 @@ def test_logout_all_during_sign_ins(app: Any) -> None:
             service.verify(pair.access_token)
     after = service.issue_tokens("U-bob")
     assert service.verify(after.access_token)[0].sub == "U-bob"
+
+
+@pytest.mark.postgres
+def test_two_processes_refresh_storm_and_sign_out(postgres_uri: str, rsa_pem: str) -> None:
+    """Refreshes of one family hit two processes while a sign-out goes to one of them."""
+    import httpx
+
+    from .test_propagation import _workers
+
+    workers = _workers(postgres_uri, rsa_pem, push=True, interval=600.0)
+    a, b = next(workers)
+    try:
+        first = httpx.post(f"{a.url}/session/token", json={"email": "alice@example.com", "password": "wonderland"})
+        current = {"refresh": first.json()["data"]["token"]["refresh_token"]}
+        minted: list[dict[str, str]] = [first.json()["data"]["token"]]
+        lock = threading.Lock()
+        enough = threading.Event()
+        stop = threading.Event()
+
+        def refresher(url: str) -> None:
+            with httpx.Client() as http:
+                for _ in range(300):
+                    if stop.is_set():
+                        return
+                    with lock:
+                        token = current["refresh"]
+                    response = http.post(f"{url}/session/token/refresh", json={"refresh_token": token})
+                    if response.status_code == 200:
+                        with lock:
+                            minted.append(response.json()["data"])
+                            current["refresh"] = minted[-1]["refresh_token"]
+                            if len(minted) >= 20:
+                                enough.set()
+
+        threads = [threading.Thread(target=refresher, args=(url,)) for url in (a.url, b.url) * 3]
+        for thread in threads:
+            thread.start()
+        assert enough.wait(timeout=120)
+        answered = None
+        with httpx.Client() as http:
+            for _ in range(200):
+                with lock:
+                    token = current["refresh"]
+                response = http.request("DELETE", f"{b.url}/session/token", json={"refresh_token": token})
+                if response.status_code == 200:
+                    answered = response.json()
+                    break
+        assert answered == {"data": None, "code": 0, "msg": ""}
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        with httpx.Client() as http:
+            for tokens in minted:
+                for url in (a.url, b.url):  # refresh tokens always ask the store: refused at once everywhere
+                    refused = http.post(f"{url}/session/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+                    assert refused.status_code == 401
+                me = http.get(f"{b.url}/api/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+                assert me.status_code == 401  # the process that signed out: at once
+            for tokens in minted:  # the other process: once the push has arrived (bounded wait)
+                for _ in range(100):
+                    me = http.get(f"{a.url}/api/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+                    if me.status_code == 401:
+                        break
+                    time.sleep(0.05)
+                assert me.status_code == 401
+    finally:
+        next(workers, None)  # runs the fixture generator's clean-up: both processes stop
