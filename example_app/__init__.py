@@ -152,6 +152,16 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
             back = ""  # a provider only redirects to registered URIs
         return render_template("idp_signed_out.html", back=back, state=request.args.get("state", ""))
 
+    # The OpenAPI description of every endpoint above, when run from a checkout.
+    spec_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "openapi.yaml")
+    if os.path.isfile(spec_path):
+        with open(spec_path, encoding="utf-8") as spec_file:
+            spec = spec_file.read()
+
+        @app.get("/openapi.yaml")
+        def openapi_description() -> Any:
+            return app.response_class(spec, mimetype="application/yaml")
+
     @app.template_filter("when")
     def when(epoch: float) -> str:
         import datetime

@@ -593,11 +593,11 @@ class LogoutService:
 
     def authenticate_client(self, client_id: str, secret: str, *, ip: str | None = None) -> ClientRecord:
         """Check an API client's credentials (constant time) and its whitelist."""
-        if "\x00" in client_id or len(client_id) > 255:
+        if not _is_text(client_id) or not _is_text(secret) or len(client_id) > 255:
             # No client can have such an id (PostgreSQL text cannot even hold
             # NUL): wrong credentials, not a store failure. Same cost as a miss.
-            check_password_hash(self._dummy_hash, secret)
-            raise InvalidCredentials(detail="impossible client id")
+            check_password_hash(self._dummy_hash, "-")
+            raise InvalidCredentials(detail="impossible client id or secret")
         try:
             record = self.store.get_client(client_id)
         except SQLAlchemyError as exc:
@@ -629,6 +629,17 @@ def bearer_token(header: str | None) -> str:
     if len(parts) != 2 or parts[0].lower() != "bearer":
         raise InvalidToken(detail="not a bearer authorization")
     return parts[1]
+
+
+def _is_text(value: str) -> bool:
+    """Encodable as UTF-8 and free of NUL: what any store and hash can take."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _new_id() -> str:

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import BadRequest, LogoutError
 from ..middleware import client_api_error_body
 from ..service import LogoutService, TokenPair
+from ._request import is_text, json_body
 
 bp = Blueprint("flask_logout_client_api", __name__)
 
@@ -55,7 +56,7 @@ def _http_error(error: HTTPException) -> Response:
 
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type says."""
-    data = request.get_json(force=True, silent=True)
+    data = json_body()
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object")
     return data
@@ -67,6 +68,8 @@ def string_field(data: dict[str, Any], name: str) -> str:
         raise BadRequest(f"Missing required field: {name}")
     if not isinstance(value, str) or not value:
         raise BadRequest(f"Field {name} must be a non-empty string")
+    if not is_text(value):
+        raise BadRequest(f"Field {name} must be valid text (UTF-8, no NUL)")
     return value
 
 

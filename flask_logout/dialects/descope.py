@@ -38,6 +38,7 @@ from ..errors import (
 from ..extension import get_manager
 from ..service import LogoutService, TokenPair
 from ..tokens import REFRESH, VerifiedToken
+from ._request import is_text, json_body
 
 logger = logging.getLogger("flask_logout")
 
@@ -284,7 +285,7 @@ def _body() -> dict[str, Any]:
     """The JSON object body; an empty body is ``{}`` (the body is optional)."""
     if not request.get_data(cache=True):
         return {}
-    data = request.get_json(force=True, silent=True)
+    data = json_body()
     if not isinstance(data, dict):
         raise DescopeFailure("bad_body", "The request body must be a JSON object")
     return data
@@ -354,7 +355,7 @@ def password_signin() -> Response:
         _bearer_parts(service)  # the SDKs send Bearer <ProjectID>; it must match
     data = _body()
     login_id, password = data.get("loginId"), data.get("password")
-    if not isinstance(login_id, str) or not login_id or not isinstance(password, str) or not password:
+    if not is_text(login_id) or not is_text(password):
         raise DescopeFailure("missing_field", "loginId and password must be non-empty strings")
     check = get_manager().check_credentials
     if check is None:

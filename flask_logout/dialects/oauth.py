@@ -16,7 +16,6 @@ by any authenticated client: holding one already lets its bearer sign it out.
 from __future__ import annotations
 
 import base64
-import binascii
 import urllib.parse
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -47,7 +46,7 @@ def _client_credentials() -> tuple[str, str] | Response:
             return oauth_error(400, "invalid_request", "use only one client authentication method")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input alike
             return oauth_error(401, "invalid_client", "malformed Basic credentials")
         client_id, sep, secret = decoded.partition(":")
         if not sep:

@@ -42,6 +42,7 @@ from ..extension import get_manager
 from ..oidc import LogoutTokenError, ProviderUnavailable
 from ..service import LogoutService, TokenPair
 from ..store import SsoLogin
+from ._request import is_text, json_body
 
 logger = logging.getLogger("flask_logout")
 
@@ -143,7 +144,7 @@ def _service() -> LogoutService:
 
 
 def _json_object() -> dict[str, Any]:
-    data = request.get_json(force=True, silent=True)
+    data = json_body()
     if not isinstance(data, dict):
         raise SessionFailure("bad_body")
     return data
@@ -177,7 +178,7 @@ def token_object(pair: TokenPair) -> dict[str, str]:
 def sign_in() -> Response:
     data = _json_object()
     email, password = data.get("email"), data.get("password")
-    if not isinstance(email, str) or not email or not isinstance(password, str) or not password:
+    if not is_text(email) or not is_text(password):
         raise SessionFailure("bad_credentials_fields")
     check = get_manager().check_credentials
     if check is None:
