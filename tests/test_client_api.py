@@ -300,7 +300,6 @@ def test_get_on_logout_is_not_a_logout(client: Any, login: Any) -> None:
 def test_impossible_client_ids_never_reach_the_store(client: Any) -> None:
     """PostgreSQL cannot store NUL, nor do ids run that long: neither may turn into a 503."""
     nul = client.post("/auth/login", json={"client_id": "demo\u0000client", "client_secret": "demo-secret"})
-    assert (nul.status_code, nul.get_json()) == (
-        400, bad_request("Field client_id must be valid text (UTF-8, no NUL)"))
+    assert (nul.status_code, nul.get_json()) == (400, bad_request("Field client_id must be valid text (UTF-8, no NUL)"))
     long = client.post("/auth/login", json={"client_id": "x" * 300, "client_secret": "demo-secret"})
     assert (long.status_code, long.get_json()) == (401, BAD_CREDENTIALS)
