@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -593,7 +593,7 @@ class LogoutService:
 
     def authenticate_client(self, client_id: str, secret: str, *, ip: str | None = None) -> ClientRecord:
         """Check an API client's credentials (constant time) and its whitelist."""
-        if not _is_text(client_id) or not _is_text(secret) or len(client_id) > 255:
+        if not is_text(client_id) or not is_text(secret) or len(client_id) > 255:
             # No client can have such an id (PostgreSQL text cannot even hold
             # NUL): wrong credentials, not a store failure. Same cost as a miss.
             check_password_hash(self._dummy_hash, "-")
@@ -631,9 +631,13 @@ def bearer_token(header: str | None) -> str:
     return parts[1]
 
 
-def _is_text(value: str) -> bool:
-    """Encodable as UTF-8 and free of NUL: what any store and hash can take."""
-    if "\x00" in value:
+def is_text(value: object) -> TypeGuard[str]:
+    """A non-empty string, encodable as UTF-8 and free of NUL: what every store and hash can take.
+
+    A JSON string may hold a lone surrogate (``"\\ud800"``) that no UTF-8
+    encoder accepts, or a NUL that PostgreSQL text cannot hold.
+    """
+    if not isinstance(value, str) or not value or "\x00" in value:
         return False
     try:
         value.encode("utf-8")

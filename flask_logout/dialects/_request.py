@@ -10,9 +10,13 @@ cannot hold.
 
 from __future__ import annotations
 
-from typing import Any, TypeGuard
+from typing import Any
 
 from flask import request
+
+from ..service import is_text
+
+__all__ = ["is_text", "json_body"]
 
 
 def json_body() -> Any:
@@ -21,14 +25,3 @@ def json_body() -> Any:
         return request.get_json(force=True, silent=True)
     except RecursionError:
         return None
-
-
-def is_text(value: object) -> TypeGuard[str]:
-    """A non-empty string that UTF-8 can encode and that holds no NUL."""
-    if not isinstance(value, str) or not value or "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
