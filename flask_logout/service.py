@@ -647,7 +647,8 @@ def is_text(value: object) -> TypeGuard[str]:
 
 
 def _new_id() -> str:
-    return secrets.token_urlsafe(16)
+    """128 random bits in hex: never starts with '-', so it is safe as a CLI argument."""
+    return secrets.token_hex(16)
 
 
 def _store_down(exc: SQLAlchemyError) -> StoreUnavailable:

@@ -146,3 +146,11 @@ def test_every_command_reports_a_store_outage_cleanly(app: Flask, args: tuple[st
     finally:
         sa.event.remove(engine, "before_cursor_execute", down)
     assert (result.exit_code, result.output) == (1, "Error: the token store cannot be reached; nothing was changed\n")
+
+
+def test_ids_never_look_like_options(app: Flask) -> None:
+    """Session ids are CLI arguments: one starting with '-' would be parsed as an option."""
+    service = get_service(app)
+    for _ in range(200):
+        pair = service.issue_tokens("u")
+        assert not pair.access.fid.startswith("-") and not pair.access.jti.startswith("-")
