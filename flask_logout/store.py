@@ -729,9 +729,10 @@ class SQLStore:
         t = self.tables.clients
         values = {"secret_hash": secret_hash, "allowed_cidrs": json.dumps(list(allowed_cidrs))}
         with self.transaction() as conn:
-            updated = conn.execute(t.update().where(t.c.client_id == client_id).values(**values)).rowcount
-            if not updated:
-                conn.execute(t.insert().values(client_id=client_id, created_at=time.time(), **values))
+            # Insert-if-new, else update: two workers seeding the same client at
+            # start-up must not both try to INSERT it.
+            if not self._insert_new(conn, t, {"client_id": client_id, "created_at": time.time(), **values}):
+                conn.execute(t.update().where(t.c.client_id == client_id).values(**values))
             self._event(conn, "client", client_id)
 
     def get_client(self, client_id: str) -> ClientRecord | None:

@@ -196,3 +196,25 @@ def test_two_processes_share_an_sqlite_file(tmp_path: Any) -> None:
     worker_b.logout_all(pair.access)
     with pytest.raises(InvalidToken):
         worker_a.verify(pair.access_token)
+
+
+def test_concurrent_registration_of_one_client(core: LogoutService) -> None:
+    """Two workers seeding the same client at start-up: neither fails, the client exists once."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def register(index: int) -> None:
+        barrier.wait()
+        try:
+            core.register_client("seeded", f"secret-{index}", ["10.0.0.0/8"])
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    record = core.store.get_client("seeded")
+    assert record is not None and record.allowed_cidrs == ("10.0.0.0/8",)
