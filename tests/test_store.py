@@ -207,7 +207,7 @@ def test_concurrent_registration_of_one_client(core: LogoutService) -> None:
         barrier.wait()
         try:
             core.register_client("seeded", f"secret-{index}", ["10.0.0.0/8"])
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=register, args=(i,)) for i in range(8)]
