@@ -63,10 +63,8 @@ def revoke_token_command(token: str) -> None:
 @_store_errors
 def revoke_session_command(session_id: str) -> None:
     """Revoke one session (token family): every token refreshed from one sign-in."""
-    service = _service()
-    if not service.store.revoke_family(session_id):
+    if not _service().revoke_family(session_id):
         raise click.ClickException(f"no live session {session_id!r}")
-    service.revoke_family(session_id)  # signals and the local replica; the row is already revoked
     click.echo(f"revoked session {session_id}")
 
 

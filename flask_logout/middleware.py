@@ -106,9 +106,7 @@ class BearerMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
-        if not (path in self._exact or path.startswith(self._prefixes)) or (
-            environ.get("REQUEST_METHOD") in self.exempt_methods
-        ):
+        if not self.protects(path) or environ.get("REQUEST_METHOD") in self.exempt_methods:
             return self.app(environ, start_response)
         try:
             verified = self.service.authenticate(environ)

@@ -95,7 +95,6 @@ class Replica:
         self._threads_pid: int | None = None
         self._threads: list[threading.Thread] = []
         self._stopped = False
-        self.listeners: list[Callable[[Event], None]] = []
         #: Called when the signing keys change (key rotation).
         self.key_listeners: list[Callable[[], None]] = []
         _REPLICAS.add(self)
@@ -153,8 +152,6 @@ class Replica:
         else:
             return
         self._buckets[event.expires_at // BUCKET_SECONDS + 1].append((event.kind, event.key))
-        for listener in self.listeners:
-            listener(event)
 
     def expire(self) -> int:
         """Drop entries whose tokens have all expired; returns how many left."""

@@ -417,11 +417,7 @@ class LogoutService:
         records its successor, guarded so that two concurrent refreshes with
         one token cannot both succeed.
         """
-        try:
-            verified, state = self.verify(refresh_token, expected_type=REFRESH)
-        except TokenRevoked as revoked:
-            self._detect_reuse(revoked)
-            raise
+        verified, state = self._verify_refresh(refresh_token)
         self.check_ip(state, ip)
         try:
             with self.store.transaction() as conn:
@@ -433,6 +429,14 @@ class LogoutService:
             raise _store_down(exc) from None
         signals.token_refreshed.send(self, pair=pair, previous_jti=verified.jti)
         return pair
+
+    def _verify_refresh(self, refresh_token: str) -> tuple[VerifiedToken, TokenState]:
+        """:meth:`verify` for a refresh token, with reuse detection on a rotated one."""
+        try:
+            return self.verify(refresh_token, expected_type=REFRESH)
+        except TokenRevoked as revoked:
+            self._detect_reuse(revoked)
+            raise
 
     def _detect_reuse(self, revoked: TokenRevoked) -> None:
         """Revoke the family of a rotated refresh token presented again.
@@ -465,11 +469,7 @@ class LogoutService:
         Returns the token and, for a session that came through an OpenID
         provider, what is needed to send the user on to its end-session URL.
         """
-        try:
-            verified, _ = self.verify(refresh_token, expected_type=REFRESH)
-        except TokenRevoked as revoked:
-            self._detect_reuse(revoked)
-            raise
+        verified, _ = self._verify_refresh(refresh_token)
         self.revoke_family(verified.fid)
         try:
             return verified, self.store.family_sso(verified.fid)
@@ -541,14 +541,19 @@ class LogoutService:
         """End every token of an API client."""
         self.revoke_principal(principal_key(client_id, client_id))
 
-    def revoke_family(self, family: str) -> None:
-        """End one session: every token refreshed from one sign-in."""
+    def revoke_family(self, family: str) -> bool:
+        """End one session: every token refreshed from one sign-in.
+
+        True if this call ended it; False if it was already ended (or unknown).
+        """
         try:
-            self.store.revoke_family(family)
+            ended = self.store.revoke_family(family)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
-        self._seen_here("fid", family)
-        signals.logged_out.send(self, scope="family", key=family)
+        self._seen_here("fid", family)  # harmless if already known; safe if ended elsewhere
+        if ended:
+            signals.logged_out.send(self, scope="family", key=family)
+        return ended
 
     def revoke_token(self, jti: str, *, access_expires_at: int | None = None) -> None:
         """End one token. Pass ``access_expires_at`` (its ``exp``) for an access

@@ -583,17 +583,13 @@ class SQLStore:
                 self._event(conn, "fid", family)
             return len(ended)
 
-    def remember_once(self, key: str, expires_at: int, conn: Connection | None = None) -> bool:
+    def remember_once(self, key: str, expires_at: int, conn: Connection) -> bool:
         """Record ``key``; False if it was recorded before (a replay), in any process.
 
-        With ``conn`` the record joins the caller's transaction, so it is only
-        kept if the work it guards is committed too.
+        The record joins the caller's transaction, so it is only kept if the
+        work it guards is committed too.
         """
-        values = {"key": key, "expires_at": expires_at}
-        if conn is not None:
-            return self._insert_new(conn, self.tables.seen, values)
-        with self.transaction() as own:
-            return self._insert_new(own, self.tables.seen, values)
+        return self._insert_new(conn, self.tables.seen, {"key": key, "expires_at": expires_at})
 
     def record_tokens(self, conn: Connection, rows: Sequence[TokenRow]) -> None:
         conn.execute(

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BadRequest, LogoutError
-from ..middleware import client_api_error_body
+from ..middleware import render_client_api_error
 from ..service import LogoutService, TokenPair
 from ._request import is_text, json_body
 
@@ -32,12 +32,9 @@ def _service() -> LogoutService:
 
 
 def error_response(error: LogoutError) -> Response:
-    response = jsonify(client_api_error_body(error))
-    response.status_code = error.status
-    response.headers["Cache-Control"] = "no-store"
-    if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    return response
+    """The middleware's answer, as a Flask response: one envelope, one set of headers."""
+    status, headers, body = render_client_api_error(error)
+    return Response(body, status=int(status.split(" ", 1)[0]), headers=headers)
 
 
 @bp.errorhandler(LogoutError)
