@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
+PORT ?= 5000
 
 .PHONY: demo test lint typecheck pytest bench soak docs clean
 
@@ -20,7 +21,7 @@ $(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/flask --app example_app run --host 127.0.0.1 --port 5000
+	FLASK_RUN_HOST=127.0.0.1 FLASK_RUN_PORT=$(PORT) $(BIN)/flask --app example_app run
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check flask_logout example_app tests benchmarks scripts

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import urllib.parse
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -60,18 +61,23 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env()
     if settings:
         app.config.update(settings)
-    base_url = app.config.get("DEMO_BASE_URL", "http://127.0.0.1:5000")
+    # The demo OpenID provider is this app itself: its end-session page and
+    # the post-logout redirect are paths, resolved at sign-out against the
+    # origin the request really came in on (never a guessed host and port,
+    # where another program could be listening and receive the ID token hint).
+    # The issuer is only a name here (the demo provider sends no back-channel
+    # logout tokens); DEMO_BASE_URL or the port `flask run` serves sets it.
     app.config.setdefault(
         "LOGOUT_OIDC_PROVIDERS",
         {
             DEMO_IDP: {
-                "issuer": f"{base_url}/{DEMO_IDP}",
+                "issuer": f"{_base_url(app)}/{DEMO_IDP}",
                 "client_id": DEMO_IDP_CLIENT_ID,
-                "end_session_endpoint": f"{base_url}/{DEMO_IDP}/session/end",
+                "end_session_endpoint": f"/{DEMO_IDP}/session/end",
             }
         },
     )
-    app.config.setdefault("LOGOUT_POST_LOGOUT_REDIRECT_URI", f"{base_url}/")
+    app.config.setdefault("LOGOUT_POST_LOGOUT_REDIRECT_URI", "/")
     if app.config["LOGOUT_ALGORITHM"].startswith(("RS", "PS", "ES")) and not app.config.get("LOGOUT_PRIVATE_KEY"):
         app.config["LOGOUT_PRIVATE_KEY"] = _instance_file(app.instance_path, "signing_key.pem", _new_rsa_pem)
     if not app.config.get("SECRET_KEY"):
@@ -148,7 +154,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     def demo_idp_end_session() -> Any:
         """The demo OpenID provider's end-session page (RP-Initiated Logout)."""
         back = request.args.get("post_logout_redirect_uri", "")
-        if back != app.config["LOGOUT_POST_LOGOUT_REDIRECT_URI"]:
+        if back != urllib.parse.urljoin(request.host_url, app.config["LOGOUT_POST_LOGOUT_REDIRECT_URI"]):
             back = ""  # a provider only redirects to registered URIs
         return render_template("idp_signed_out.html", back=back, state=request.args.get("state", ""))
 
@@ -169,6 +175,17 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     return app
+
+
+def _base_url(app: Flask) -> str:
+    """Where the app says it is served: ``DEMO_BASE_URL``, else the host and
+    port ``flask run`` was given (``FLASK_RUN_HOST``/``FLASK_RUN_PORT``)."""
+    configured = app.config.get("DEMO_BASE_URL")
+    if configured:
+        return str(configured).rstrip("/")
+    host = os.environ.get("FLASK_RUN_HOST", "127.0.0.1")
+    port = os.environ.get("FLASK_RUN_PORT", "5000")
+    return f"http://{host}:{port}"
 
 
 def _demo_provider_login(app: Flask, user_id: str) -> SsoLogin:

@@ -232,14 +232,16 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "LOGOUT_OIDC_PROVIDERS",
         "dict",
         "`{}`",
-        "OpenID providers by name: `issuer`, `client_id`, and optionally `end_session_endpoint`, `jwks_uri` "
+        "OpenID providers by name: `issuer`, `client_id`, and optionally `end_session_endpoint` (a URL, or a path "
+        "on this server), `jwks_uri` "
         "(else read once from the discovery document), `algorithms`, `logout_token_max_age`.",
     ),
     SettingDoc(
         "LOGOUT_POST_LOGOUT_REDIRECT_URI",
         "str",
         "none",
-        "`post_logout_redirect_uri` sent to a provider's end-session endpoint on SSO sign-out.",
+        "`post_logout_redirect_uri` sent to a provider's end-session endpoint on SSO sign-out; an absolute path "
+        "(`/`) is resolved against the origin the sign-out request came in on.",
     ),
     SettingDoc(
         "LOGOUT_TRUSTED_ORIGINS",
@@ -392,20 +394,27 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         create_tables=_bool(settings, "LOGOUT_CREATE_TABLES", True),
         keyring=keyring,
         keyring_passphrase=_bytes(passphrase) if passphrase else None,
-        post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI"),
+        post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI", allow_path=True),
     )
 
 
 _URL = re.compile(r"https?://[^\s/?#]+(/[^\s#]*)?")
+#: An absolute path on this server: one leading slash (``//host`` is another server).
+_PATH = re.compile(r"/(?![/\\])[^\s#]*")
 _PROVIDER_KEYS = {"issuer", "client_id", "end_session_endpoint", "jwks_uri", "algorithms", "logout_token_max_age"}
 
 
-def _url(settings: Mapping[str, Any], name: str, value: Any = None) -> str | None:
+def _url(settings: Mapping[str, Any], name: str, value: Any = None, *, allow_path: bool = False) -> str | None:
+    """An http(s) URL; with ``allow_path`` also an absolute path (``/signed-out``),
+    resolved at request time against the origin the request came in on."""
     value = settings.get(name) if value is None else value
     if value is None or value == "":
         return None
+    if isinstance(value, str) and allow_path and _PATH.fullmatch(value):
+        return value
     if not isinstance(value, str) or not _URL.fullmatch(value):
-        raise ConfigError(name, f"must be an http(s) URL, not {value!r}")
+        expected = "an http(s) URL or an absolute path" if allow_path else "an http(s) URL"
+        raise ConfigError(name, f"must be {expected}, not {value!r}")
     return value
 
 
@@ -446,7 +455,9 @@ def _providers(settings: Mapping[str, Any]) -> dict[str, ProviderSettings]:
             name=key,
             issuer=issuer,
             client_id=client_id,
-            end_session_endpoint=_url(settings, where + "['end_session_endpoint']", entry.get("end_session_endpoint")),
+            end_session_endpoint=_url(
+                settings, where + "['end_session_endpoint']", entry.get("end_session_endpoint"), allow_path=True
+            ),
             jwks_uri=_url(settings, where + "['jwks_uri']", entry.get("jwks_uri")),
             algorithms=algorithms,
             logout_token_max_age=max_age,

@@ -98,11 +98,23 @@ class OidcProvider:
             raise ProviderUnavailable(f"{self.settings.name}: discovery document has no jwks_uri")
         return uri
 
-    def end_session_url(self, id_token_hint: str, post_logout_redirect_uri: str | None, state: str) -> str | None:
-        """The URL to send the user to, or ``None`` if the provider has no end-session endpoint."""
+    def end_session_url(
+        self, id_token_hint: str, post_logout_redirect_uri: str | None, state: str, *, base_url: str | None = None
+    ) -> str | None:
+        """The URL to send the user to, or ``None`` if the provider has no end-session endpoint.
+
+        An endpoint or redirect given as a path (a provider served by this
+        application, as in the example app) is resolved against ``base_url``,
+        the origin the sign-out request came in on: the ID token hint then
+        goes to the server that really answered, never to a guessed address.
+        """
         endpoint = self.end_session_endpoint()
         if endpoint is None:
             return None
+        if base_url is not None:
+            endpoint = urllib.parse.urljoin(base_url, endpoint)
+            if post_logout_redirect_uri:
+                post_logout_redirect_uri = urllib.parse.urljoin(base_url, post_logout_redirect_uri)
         params = {"client_id": self.settings.client_id, "state": state}
         if id_token_hint:
             params["id_token_hint"] = id_token_hint

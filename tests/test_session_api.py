@@ -221,10 +221,11 @@ def test_sso_session_sign_out_answers_the_provider_url(client: Any, app: Any) ->
     body = response.get_json()
     assert (body["code"], body["msg"]) == (0, "")
     url = urllib.parse.urlsplit(body["data"])
-    assert f"{url.scheme}://{url.netloc}{url.path}" == "http://127.0.0.1:5000/demo-idp/session/end"
+    # The demo provider is the app itself: the URL follows the request's origin.
+    assert f"{url.scheme}://{url.netloc}{url.path}" == "http://localhost/demo-idp/session/end"
     params = urllib.parse.parse_qs(url.query)
     assert set(params) == {"id_token_hint", "post_logout_redirect_uri", "state", "client_id"}
-    assert params["post_logout_redirect_uri"] == ["http://127.0.0.1:5000/"]
+    assert params["post_logout_redirect_uri"] == ["http://localhost/"]
     assert params["client_id"] == [DEMO_IDP_CLIENT_ID]
     assert len(params["state"][0]) >= 16
     hint = jwt.decode(params["id_token_hint"][0], options={"verify_signature": False})
@@ -235,10 +236,12 @@ def test_sso_session_sign_out_answers_the_provider_url(client: Any, app: Any) ->
 
 
 def test_demo_provider_end_session_page(client: Any) -> None:
-    page = client.get("/demo-idp/session/end?post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2F&state=abc")
+    page = client.get("/demo-idp/session/end?post_logout_redirect_uri=http%3A%2F%2Flocalhost%2F&state=abc")
     assert page.status_code == 200
     assert b"You are signed out at the provider too." in page.data
-    assert b'href="http://127.0.0.1:5000/?state=abc"' in page.data
+    assert b'href="http://localhost/?state=abc"' in page.data
+    other_port = client.get("/demo-idp/session/end?post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2F")
+    assert b"127.0.0.1:5000" not in other_port.data
     foreign = client.get("/demo-idp/session/end?post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F")
     assert b"evil.example" not in foreign.data
 
@@ -261,3 +264,45 @@ def test_store_down_is_503_with_the_envelope(client: Any, app: Any) -> None:
     finally:
         event.remove(engine, "before_cursor_execute", fail)
     assert sign_out(client, tokens["refresh_token"]).get_json() == SIGNED_OUT
+
+
+def test_sso_sign_out_over_http_points_at_the_server_that_answered(live_example: Any) -> None:
+    """The demo provider's end-session URL names the address the app really serves
+    (a free port here), not a fixed 127.0.0.1:5000 where another program may listen."""
+    import requests
+
+    signed_in = requests.post(
+        f"{live_example.url}/session/token", json={"email": "sso@example.com", "password": "wonderland"}, timeout=10
+    )
+    refresh_token = signed_in.json()["data"]["token"]["refresh_token"]
+    answer = requests.delete(f"{live_example.url}/session/token", json={"refresh_token": refresh_token}, timeout=10)
+    assert answer.status_code == 200
+    url = urllib.parse.urlsplit(answer.json()["data"])
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{live_example.url}/demo-idp/session/end"
+    params = urllib.parse.parse_qs(url.query)
+    assert params["post_logout_redirect_uri"] == [f"{live_example.url}/"]
+    page = requests.get(answer.json()["data"], timeout=10)
+    assert page.status_code == 200
+    assert f'href="{live_example.url}/?state='.encode() in page.content
+
+
+def test_provider_urls_may_be_paths_but_not_other_hosts() -> None:
+    from flask_logout import ConfigError, load_config
+
+    def provider(endpoint: str) -> dict[str, Any]:
+        return {
+            "LOGOUT_SECRET_KEY": "x" * 64,
+            "LOGOUT_OIDC_PROVIDERS": {
+                "p": {"issuer": "https://idp.example", "client_id": "c", "end_session_endpoint": endpoint}
+            },
+        }
+
+    config = load_config(provider("/idp/end"), default_database_uri="sqlite://")
+    assert config.oidc_providers["p"].end_session_endpoint == "/idp/end"
+    for bad in ("//evil.example/end", "/\\evil.example", "idp/end", "javascript:alert(1)"):
+        with pytest.raises(ConfigError, match="end_session_endpoint"):
+            load_config(provider(bad), default_database_uri="sqlite://")
+    redirect = load_config(
+        {"LOGOUT_SECRET_KEY": "x" * 64, "LOGOUT_POST_LOGOUT_REDIRECT_URI": "/bye"}, default_database_uri="sqlite://"
+    )
+    assert redirect.post_logout_redirect_uri == "/bye"

@@ -218,7 +218,7 @@ def _end_session_url(service: LogoutService, sso: SsoLogin) -> str | None:
         return None
     try:
         return provider.end_session_url(
-            sso.id_token, service.config.post_logout_redirect_uri, secrets.token_urlsafe(16)
+            sso.id_token, service.config.post_logout_redirect_uri, secrets.token_urlsafe(16), base_url=request.host_url
         )
     except ProviderUnavailable as exc:
         logger.error("flask_logout: provider %s unavailable, signed out locally only: %s", sso.provider, exc)
