@@ -31,12 +31,17 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, ...], tuple[int, .
 def parse_ip(text: str) -> tuple[int, int] | None:
     """Return ``(version, integer)`` for an address, or ``None`` if it is not one.
 
-    ``inet_pton`` is a C call, several times faster than ``ipaddress``; zone
-    ids (``fe80::1%eth0``) are dropped, as they never appear in a whitelist.
+    ``inet_pton`` is a C call, several times faster than ``ipaddress``. A
+    zone id (``fe80::1%eth0``, what ``REMOTE_ADDR`` holds for a link-local
+    peer) is dropped, as zones never appear in a whitelist; an empty zone
+    or a second ``%`` is not an address, as for ``ipaddress``.
     """
     if ":" in text:
+        address, percent, zone = text.partition("%")
+        if percent and (not zone or "%" in zone):
+            return None
         try:
-            value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0]), "big")
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
         except (OSError, ValueError):
             return None
         if value >> 32 == 0xFFFF:

@@ -5,6 +5,10 @@ PostgreSQL server named by ``FLASK_LOGOUT_TEST_POSTGRES_URL``. Each PostgreSQL
 test gets a schema of its own, dropped afterwards. Without a server the
 PostgreSQL runs skip with the reason, except under ``CI=true``, where a
 missing server fails them.
+
+Under ``CI=true`` no test may skip, for any reason: the hooks at the end of
+this file turn every skip (``pytest.skip``, ``skipif``, a module-level
+``importorskip`` at collection time) into a failure that names the reason.
 """
 
 from __future__ import annotations
@@ -30,6 +34,37 @@ LOCKED = ("locked-client", "locked-secret", ("203.0.113.0/24",))
 V6_ONLY = ("v6-client", "v6-secret", ("2001:db8::/32",))
 
 _pg_state: dict[str, Any] = {}
+
+
+def _ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def _skip_reason(longrepr: object) -> str:
+    # A skip's longrepr is (path, line, "Skipped: reason"); anything else as text.
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under ``CI=true`` a skipped test (setup, call or teardown) is a failure."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if _ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true forbids skipping {item.nodeid}: {_skip_reason(report.longrepr)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under ``CI=true`` a module that skips at collection (``importorskip``) is a collection error."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if _ci() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true forbids skipping {collector.nodeid}: {_skip_reason(report.longrepr)}"
 
 
 def _postgres_engine() -> sa.Engine:

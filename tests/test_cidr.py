@@ -8,6 +8,7 @@ import random
 import pytest
 
 from flask_logout import CidrSet
+from flask_logout.cidr import parse_ip
 
 
 def test_ipv4_and_ipv6_membership() -> None:
@@ -62,3 +63,33 @@ def test_agrees_with_ipaddress_on_random_data() -> None:
     for network in networks:
         assert str(network.network_address) in cidrs
         assert str(network.broadcast_address) in cidrs
+
+
+def test_a_gap_between_merged_ranges_stays_out() -> None:
+    """/31 covers .0 and .1, /32 covers .3: .2 is between them and in neither."""
+    cidrs = CidrSet(["10.0.0.0/31", "10.0.0.3/32"])
+    for inside in ("10.0.0.0", "10.0.0.1", "10.0.0.3"):
+        assert inside in cidrs, inside
+    for outside in ("10.0.0.2", "10.0.0.4", "9.255.255.255"):
+        assert outside not in cidrs, outside
+
+
+def test_a_scoped_ipv6_address_matches_without_its_zone() -> None:
+    """``fe80::1%eth0`` (a link-local peer in REMOTE_ADDR) is ``fe80::1`` on some interface."""
+    cidrs = CidrSet(["fe80::/10"])
+    for inside in ("fe80::1%eth0", "fe80::1%25eth0", "fe80::1%1", "febf::1%eth0"):
+        assert inside in cidrs, inside
+    assert "fec0::1%eth0" not in cidrs
+    everything = CidrSet(["::/0", "0.0.0.0/0"])
+    for malformed in ("fe80::1%", "fe80::1%a%b", "%eth0", "fe80::zz%eth0", "10.0.0.1%eth0"):
+        assert malformed not in everything, malformed
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", "fe80::1%25eth0", "fe80::1%", "fe80::1%a%b", "::1%lo", "1.2.3.4%x"])
+def test_zone_ids_are_parsed_like_ipaddress(text: str) -> None:
+    try:
+        expected: object = int(ipaddress.ip_address(text))
+    except ValueError:
+        expected = None
+    parsed = parse_ip(text)
+    assert (parsed[1] if parsed else None) == expected

@@ -167,3 +167,42 @@ def test_custom_error_renderer(wsgi_service: LogoutService) -> None:
     client = Client(BearerMiddleware(legacy_app, wsgi_service, protected_paths=["/api"], render_error=plain))
     response = client.get("/api/x")
     assert (response.status_code, response.get_data()) == (401, b"Authorization header required")
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Digest", "Token", "JWT", "Bearer:"])
+def test_a_valid_token_under_another_scheme_is_invalid(wsgi: Client, wsgi_service: LogoutService, scheme: str) -> None:
+    pair = wsgi_service.login_client("legacy", "legacy-secret", ip="10.0.0.1")
+    assert _get(wsgi, "/api/x", {"Authorization": f"{scheme} {pair.access_token}"}) == (401, INVALID)
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(wsgi: Client, wsgi_service: LogoutService, scheme: str) -> None:
+    """RFC 7235 section 2.1: the scheme name is case-insensitive."""
+    pair = wsgi_service.login_client("legacy", "legacy-secret", ip="10.0.0.1")
+    assert _get(wsgi, "/api/x", {"Authorization": f"{scheme} {pair.access_token}"}) == (
+        200,
+        {"path": "/api/x", "sub": "legacy", "claims_typ": "access"},
+    )
+
+
+def test_no_exempt_methods_means_options_needs_a_token(wsgi_service: LogoutService) -> None:
+    client = Client(BearerMiddleware(legacy_app, wsgi_service, protected_paths=["/api"], exempt_methods=[]))
+    response = client.options("/api/things")
+    assert (response.status_code, json.loads(response.get_data())) == (401, MISSING)
+    assert client.options("/public").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("remote_addr", "expected"),
+    [("fe80::1%eth0", 200), ("fe80::1%25eth0", 200), ("fe80::1", 200), ("fec0::1%eth0", 403)],
+)
+def test_a_scoped_ipv6_remote_addr_is_matched_without_its_zone(
+    wsgi: Client, wsgi_service: LogoutService, remote_addr: str, expected: int
+) -> None:
+    """A link-local peer arrives as ``fe80::1%eth0`` in REMOTE_ADDR; the zone id is not part of the address."""
+    wsgi_service.register_client("link-local", "link-local-secret", ["fe80::/10"])
+    token = wsgi_service.login_client("link-local", "link-local-secret", ip="fe80::2%eth1").access_token
+    status, body = _get(wsgi, "/api/x", bearer(token), ip=remote_addr)
+    assert (status, body) == (
+        (200, {"path": "/api/x", "sub": "link-local", "claims_typ": "access"}) if expected == 200 else (403, FORBIDDEN)
+    )
