@@ -447,6 +447,9 @@ class Replica:
         if self._push_up:
             self._push_up = False
             logger.warning("flask_logout: LISTEN connection lost (%s); reconnecting, polling meanwhile", reason)
+            # The pooled connections took the same way to the server and may be
+            # as dead: drop the idle ones now rather than find out one timeout at a time.
+            self.store.recycle()
             self._tell("push_lost")
         else:
             logger.debug("flask_logout: LISTEN connection failed (%s)", reason)

@@ -674,6 +674,12 @@ class SQLStore:
             self._raw.dispose()
         self.engine.dispose()
 
+    def recycle(self) -> None:
+        """Close the idle connections (pool and look-up); the next operations open fresh ones."""
+        if self._raw is not None:
+            self._raw.dispose()
+        self.engine.pool.dispose()
+
     def after_fork(self) -> None:
         """Drop inherited connections without closing them (SQLAlchemy's advice for fork)."""
         if self._raw is not None:
