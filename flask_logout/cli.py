@@ -8,6 +8,7 @@ reached. Tokens given on the command line are never echoed back.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .errors import StoreUnavailable
 from .extension import get_service
 from .service import LogoutService
+from .store import NOTIFY_CHANNEL
 
 logout_cli = AppGroup("logout", help="Revoke tokens and maintain the flask-logout store.")
 
@@ -172,6 +174,30 @@ def _print_keys(service: LogoutService) -> None:
         else:
             status = "retired, no longer published (purge removes it)"
         click.echo(f"  {key.kid}  {key.algorithm}  created {_when(key.created_at)}  {status}")
+
+
+@logout_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+def status_command(as_json: bool) -> None:
+    """Check the store from here: one sync, one push probe; exit 1 if the store cannot be read."""
+    service = _service()
+    try:
+        service.replica.sync()
+    except SQLAlchemyError as exc:
+        service.replica._failed(exc)
+    push = service.replica.probe_push() if service.replica.push else False
+    status = service.status().as_dict()
+    status["push"] = push  # this command's own probe; a worker reports its live connection
+    if push:
+        status["channel"] = NOTIFY_CHANNEL
+        status["push_error"] = None
+    if as_json:
+        click.echo(json.dumps(status, sort_keys=True))
+    else:
+        for key in sorted(status):
+            click.echo(f"{key}: {status[key]}")
+    if not status["fresh"]:
+        raise SystemExit(1)
 
 
 @logout_cli.command("purge")

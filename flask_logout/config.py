@@ -223,6 +223,26 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "On PostgreSQL, LISTEN for revocations so other processes see them within milliseconds.",
     ),
     SettingDoc(
+        "LOGOUT_STORE_TIMEOUT",
+        "float seconds",
+        "`3.0`",
+        "Bound on each wait on the store: connecting, each statement (PostgreSQL `statement_timeout`), a "
+        "sign-out's write, SQLite's busy wait; past it the request answers 503. See docs/reliability.md.",
+    ),
+    SettingDoc(
+        "LOGOUT_PUSH_HEARTBEAT",
+        "float seconds",
+        "`5.0`",
+        "How often the LISTEN connection sends itself a NOTIFY; one not back within `LOGOUT_STORE_TIMEOUT` "
+        "means the connection is dead, and it is reopened.",
+    ),
+    SettingDoc(
+        "LOGOUT_HEALTH_PATH",
+        "str",
+        "none",
+        "If set (e.g. `/healthz`), the extension serves the replica's health there: 200 when fresh, 503 when stale.",
+    ),
+    SettingDoc(
         "LOGOUT_PURGE_INTERVAL",
         "float seconds",
         "`3600`",
@@ -284,6 +304,9 @@ class LogoutConfig:
     max_staleness: float = 10.0
     push: bool = True
     purge_interval: float = 3600.0
+    store_timeout: float = 3.0
+    push_heartbeat: float = 5.0
+    health_path: str | None = None
     create_tables: bool = True
     keyring: bool = False
     keyring_passphrase: bytes | None = field(default=None, repr=False)
@@ -533,7 +556,19 @@ def _replication(settings: Mapping[str, Any]) -> dict[str, Any]:
         "max_staleness": staleness,
         "push": _bool(settings, "LOGOUT_PUSH", True),
         "purge_interval": _float(settings, "LOGOUT_PURGE_INTERVAL", 3600.0, allow_zero=True),
+        **_bounds(settings),
     }
+
+
+def _bounds(settings: Mapping[str, Any]) -> dict[str, Any]:
+    timeout = _float(settings, "LOGOUT_STORE_TIMEOUT", 3.0)
+    if not 0.1 <= timeout <= 300:
+        raise ConfigError("LOGOUT_STORE_TIMEOUT", f"must be between 0.1 and 300 seconds, not {timeout}")
+    heartbeat = _float(settings, "LOGOUT_PUSH_HEARTBEAT", 5.0)
+    health_path = _optional_str(settings, "LOGOUT_HEALTH_PATH")
+    if health_path is not None and not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*", health_path):
+        raise ConfigError("LOGOUT_HEALTH_PATH", f"must be a URL path starting with '/', not {health_path!r}")
+    return {"store_timeout": timeout, "push_heartbeat": heartbeat, "health_path": health_path}
 
 
 def _bool(settings: Mapping[str, Any], name: str, default: bool) -> bool:

@@ -86,7 +86,7 @@ class LogoutManager:
             assert config.database_uri is not None
             if config.database_uri == default_uri:
                 os.makedirs(app.instance_path, exist_ok=True)
-            store = SQLStore(make_engine(config.database_uri))
+            store = SQLStore(make_engine(config.database_uri, timeout=config.store_timeout))
         if config.create_tables:
             store.create_all()
         service = LogoutService(config, store)
@@ -111,6 +111,10 @@ class LogoutManager:
 
         if "logout" not in app.cli.commands:
             app.cli.add_command(logout_cli)
+        if config.health_path:
+            from .health import flask_view
+
+            app.add_url_rule(config.health_path, "flask_logout_health", flask_view(service))
         if config.protected_paths:
             app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
         if self._app is None:

@@ -30,21 +30,65 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .store import NOTIFY_CHANNEL, Event, SQLStore
+from .store import NOTIFY_CHANNEL, Event, SQLStore, deadline
 
 logger = logging.getLogger("flask_logout")
 
 GAP_TIMEOUT = 30.0
 CATCH_UP_WAIT = 2.0
+#: After LISTEN was found not to deliver notifications, how long to wait before trying again.
+PUSH_RETRY_AFTER_FAILURE = 60.0
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """A snapshot of one process's replica, for health checks (:meth:`LogoutService.status`).
+
+    ``age`` is the seconds since the last successful sync (None: never);
+    ``fresh`` is whether that is within ``max_staleness``; ``push`` is True
+    while a ``LISTEN`` connection is up and its heartbeat comes back;
+    ``push_error`` says why push is off; ``last_error`` is the exception class
+    of the last failed sync and ``last_error_at`` its Unix time.
+    """
+
+    fresh: bool
+    age: float | None
+    max_staleness: float
+    sync_interval: float
+    running: bool
+    push_enabled: bool
+    push: bool
+    channel: str | None
+    push_error: str | None
+    push_reconnects: int
+    last_sync_at: float | None
+    last_error: str | None
+    last_error_at: float | None
+    store_timeout: float
+
+    @property
+    def stale(self) -> bool:
+        return not self.fresh
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stale": self.stale}
+
+
+class _NoEcho(Exception):
+    """A heartbeat NOTIFY went through, but never came back on the LISTEN connection."""
+
 
 _REPLICAS: weakref.WeakSet[Replica] = weakref.WeakSet()
 
@@ -69,9 +113,11 @@ class Replica:
         max_staleness: float = 10.0,
         push: bool = True,
         purge_interval: float = 3600.0,
+        heartbeat: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.heartbeat = heartbeat
         self.sync_interval = sync_interval
         self.max_staleness = max_staleness
         self.push = push and store.is_postgres
@@ -97,6 +143,18 @@ class Replica:
         self._stopped = False
         #: Called when the signing keys change (key rotation).
         self.key_listeners: list[Callable[[], None]] = []
+        #: Called with ``"stale"``, ``"fresh"``, ``"push_lost"``, ``"push_restored"`` or
+        #: ``"push_unavailable"`` when the replica's health changes.
+        self.health_listeners: list[Callable[[str], None]] = []
+        self._stop_event = threading.Event()
+        self._last_ok_wall: float | None = None
+        self._last_error: tuple[str, float] | None = None
+        self._reported_fresh = True
+        self._push_up = False
+        self._push_error: str | None = None
+        self._push_reconnects = 0
+        self._push_was_up = False
+        self._push_warned = False
         _REPLICAS.add(self)
 
     # -- the request path -------------------------------------------------
@@ -112,13 +170,16 @@ class Replica:
         ``CATCH_UP_WAIT`` seconds, so they do not pile up on a store that
         hangs) and share its result. True if the replica is fresh afterwards.
         """
-        if not self._sync_lock.acquire(timeout=CATCH_UP_WAIT):
+        # A sync holding the lock ends within the store timeout (its connection
+        # is cut past it), so waiting longer than that only piles requests up.
+        if not self._sync_lock.acquire(timeout=min(CATCH_UP_WAIT, self.store.timeout)):
             return self.fresh()
         try:
             if self.fresh():
                 return True  # another thread's sync, finished while we waited
             self._sync_locked()
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
+            self._failed(exc)
             return False
         finally:
             self._sync_lock.release()
@@ -199,7 +260,59 @@ class Replica:
             if len(events) < 5000:
                 break
         self.last_ok = time.monotonic()
+        self._last_ok_wall = time.time()
         return applied
+
+    # -- health -------------------------------------------------------------
+
+    def status(self) -> ReplicaStatus:
+        """Where this replica stands: how old, whether push works, the last error."""
+        age = time.monotonic() - self.last_ok if self._last_ok_wall is not None else None
+        error = self._last_error
+        return ReplicaStatus(
+            fresh=self.fresh(),
+            age=None if age is None else round(age, 3),
+            max_staleness=self.max_staleness,
+            sync_interval=self.sync_interval,
+            running=self.running,
+            push_enabled=self.push,
+            push=self._push_up,
+            channel=NOTIFY_CHANNEL if self._push_up else None,
+            push_error=None if self._push_up else self._push_error,
+            push_reconnects=self._push_reconnects,
+            last_sync_at=self._last_ok_wall,
+            last_error=error[0] if error else None,
+            last_error_at=error[1] if error else None,
+            store_timeout=self.store.timeout,
+        )
+
+    def _failed(self, exc: BaseException) -> None:
+        self._last_error = (exc.__class__.__name__, time.time())
+
+    def _tell(self, event: str) -> None:
+        for listener in self.health_listeners:
+            try:
+                listener(event)
+            except Exception as exc:  # a receiver's bug must not stop the sync
+                logger.error("flask_logout: health listener failed: %s", exc.__class__.__name__)
+
+    def check_health(self) -> None:
+        """Log and announce a change between fresh and stale (called by the poll thread)."""
+        fresh = self.fresh()
+        if fresh == self._reported_fresh:
+            return
+        self._reported_fresh = fresh
+        if fresh:
+            logger.warning("flask_logout: revocation replica fresh again")
+        else:
+            last = self._last_error[0] if self._last_error else "none"
+            logger.warning(
+                "flask_logout: revocation replica stale: no sync for over %.1f s (last error: %s); "
+                "hot-path requests answer 503 until a sync succeeds",
+                self.max_staleness,
+                last,
+            )
+        self._tell("fresh" if fresh else "stale")
 
     def _advance(self) -> None:
         if not self._seen_above:
@@ -236,6 +349,7 @@ class Replica:
         try:
             self.sync()
         except SQLAlchemyError as exc:
+            self._failed(exc)
             logger.error("flask_logout: first revocation sync failed: %s", exc.__class__.__name__)
         self._threads = [threading.Thread(target=self._poll_loop, name="flask-logout-sync", daemon=True)]
         if self.push:
@@ -246,6 +360,7 @@ class Replica:
     def stop(self) -> None:
         """Stop the sync threads and wait for them (a few seconds at most)."""
         self._stopped = True
+        self._stop_event.set()
         self._wake.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -258,21 +373,29 @@ class Replica:
         self._threads = []
         self.running = False
         self._sync_lock = threading.Lock()
+        self._push_up = False  # the parent's LISTEN connection is not ours
         self.store.after_fork()
 
     def _poll_loop(self) -> None:
         pid = os.getpid()
         next_expire = 0.0
         next_purge = time.monotonic() + self.purge_interval
+        wait = self.sync_interval
         while not self._stopped and self._threads_pid == pid:
-            self._wake.wait(self.sync_interval)
+            self._wake.wait(wait)
             self._wake.clear()
             if self._stopped:
                 return
             try:
                 self.sync()
-            except SQLAlchemyError as exc:
+                wait = self.sync_interval
+            except Exception as exc:  # never let the poll thread die
+                self._failed(exc)
                 logger.warning("flask_logout: revocation sync failed: %s", exc.__class__.__name__)
+                # The failed connection is gone from the pool: retry soon on a
+                # fresh one, whatever the interval (push may be waiting on it).
+                wait = min(self.sync_interval, 1.0)
+            self.check_health()
             if time.monotonic() >= next_expire:
                 self.expire()
                 next_expire = time.monotonic() + BUCKET_SECONDS
@@ -281,29 +404,147 @@ class Replica:
                 try:
                     counts = self.store.purge(int(self._clock()))
                     logger.info("flask_logout: purged %s", counts)
-                except SQLAlchemyError as exc:
+                except Exception as exc:
                     logger.warning("flask_logout: purge failed: %s", exc.__class__.__name__)
 
     def _listen_loop(self) -> None:
-        """PostgreSQL LISTEN: wake the sync the moment a revocation commits anywhere."""
+        """PostgreSQL LISTEN: wake the sync the moment a revocation commits anywhere.
+
+        Supervised: every ``heartbeat`` seconds the connection sends a NOTIFY
+        to a channel of its own, which must come back within the store
+        timeout. A connection that errors, or whose heartbeat does not come
+        back, is closed and reopened a second later. A heartbeat that went
+        through but never came back on a fresh connection means notifications
+        are not delivered at all (a pooler in transaction mode): that is
+        logged once, and push is retried only every minute.
+        """
         pid = os.getpid()
         while not self._stopped and self._threads_pid == pid:
+            fresh_connection_failed = False
             try:
                 self._listen_once(pid)
+            except _NoEcho as exc:
+                fresh_connection_failed = bool(exc.args and exc.args[0] == "first")
+                self._push_down("heartbeat did not come back")
             except Exception as exc:
-                logger.warning("flask_logout: LISTEN connection lost: %s", exc.__class__.__name__)
-            time.sleep(1.0)
+                self._push_down(exc.__class__.__name__)
+            if fresh_connection_failed:
+                self._push_error = "notifications do not arrive"
+                if not self._push_warned:
+                    self._push_warned = True
+                    logger.warning(
+                        "flask_logout: LISTEN/NOTIFY does not work on this connection (PgBouncer transaction "
+                        "pooling?); falling back to polling every LOGOUT_SYNC_INTERVAL (%.1f s)",
+                        self.sync_interval,
+                    )
+                    self._tell("push_unavailable")
+                self._stop_event.wait(PUSH_RETRY_AFTER_FAILURE)
+            else:
+                self._stop_event.wait(1.0)
+
+    def _push_down(self, reason: str) -> None:
+        self._push_error = reason
+        if self._push_up:
+            self._push_up = False
+            logger.warning("flask_logout: LISTEN connection lost (%s); reconnecting, polling meanwhile", reason)
+            # The pooled connections took the same way to the server and may be
+            # as dead: drop the idle ones now rather than find out one timeout at a time.
+            self.store.recycle()
+            self._tell("push_lost")
+        else:
+            logger.debug("flask_logout: LISTEN connection failed (%s)", reason)
 
     def _listen_once(self, pid: int) -> None:
         # A connection of its own, outside the pool: it sits in LISTEN for good.
-        engine = self.store.engine
-        cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        connection: Any = engine.dialect.loaded_dbapi.connect(*cargs, **cparams, autocommit=True)
+        connection: Any = self.store.connect_listener()
+        own = f"{NOTIFY_CHANNEL}_hb_{secrets.token_hex(6)}"  # this connection's heartbeat channel
         try:
-            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self.sync()  # anything committed before LISTEN took hold
+            with deadline(connection, self.store.timeout):
+                connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                connection.execute(f"LISTEN {own}")
+            try:
+                self._beat(connection, own)
+            except _NoEcho:
+                raise _NoEcho("first") from None
+            self._push_up = True
+            self._push_error = None
+            self._push_warned = False
+            if self._push_was_up:
+                self._push_reconnects += 1
+                logger.warning("flask_logout: LISTEN connection reconnected (channel %s)", NOTIFY_CHANNEL)
+                self._tell("push_restored")
+            else:
+                logger.info("flask_logout: LISTEN connection established (channel %s)", NOTIFY_CHANNEL)
+            self._push_was_up = True
+            self._sync_quietly()  # anything committed before LISTEN took hold
+            next_beat = time.monotonic() + self.heartbeat
             while not self._stopped and self._threads_pid == pid:
-                for _ in connection.notifies(timeout=0.2, stop_after=1):
-                    self.sync()
+                if self._drain(connection, own, timeout=0.2):
+                    self._sync_quietly()
+                if time.monotonic() >= next_beat:
+                    self._beat(connection, own)
+                    next_beat = time.monotonic() + self.heartbeat
         finally:
-            connection.close()
+            with suppress(Exception):
+                connection.close()
+
+    def _drain(self, connection: Any, own: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for notifications; True if a revocation was announced."""
+        announced = False
+        for notify in connection.notifies(timeout=timeout, stop_after=1):
+            if notify.channel == NOTIFY_CHANNEL:
+                announced = True
+        return announced
+
+    def _beat(self, connection: Any, own: str) -> None:
+        """Send a NOTIFY to ourselves; it must come back within the store timeout."""
+        with deadline(connection, self.store.timeout):
+            connection.execute(f"NOTIFY {own}")
+        until = time.monotonic() + self.store.timeout
+        announced = False
+        echoed = False
+        while not echoed and (remaining := until - time.monotonic()) > 0:
+            for notify in connection.notifies(timeout=remaining, stop_after=1):
+                if notify.channel == own:
+                    echoed = True
+                elif notify.channel == NOTIFY_CHANNEL:
+                    announced = True
+        if announced:
+            self._sync_quietly()
+        if not echoed:
+            raise _NoEcho()
+
+    def _sync_quietly(self) -> None:
+        """A sync from the LISTEN thread: a failure is the store's, not the connection's."""
+        try:
+            self.sync()
+        except SQLAlchemyError as exc:
+            self._failed(exc)
+            logger.warning("flask_logout: revocation sync failed: %s", exc.__class__.__name__)
+            self._wake.set()  # the poll thread retries on a fresh connection
+
+    def probe_push(self) -> bool:
+        """Open a LISTEN connection once and check that a heartbeat comes back (for ``flask logout status``)."""
+        if not self.store.is_postgres:
+            return False
+        own = f"{NOTIFY_CHANNEL}_hb_{secrets.token_hex(6)}"
+        try:
+            connection: Any = self.store.connect_listener()
+        except Exception as exc:
+            self._push_error = exc.__class__.__name__
+            return False
+        try:
+            with deadline(connection, self.store.timeout):
+                connection.execute(f"LISTEN {own}")
+            self._beat(connection, own)
+        except _NoEcho:
+            self._push_error = "notifications do not arrive"
+            return False
+        except Exception as exc:
+            self._push_error = exc.__class__.__name__
+            return False
+        finally:
+            with suppress(Exception):
+                connection.close()
+        self._push_error = None
+        return True

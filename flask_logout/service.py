@@ -40,7 +40,7 @@ from .errors import (
 )
 from .oidc import ProviderRegistry
 from .proxies import client_ip
-from .replica import Replica
+from .replica import Replica, ReplicaStatus
 from .store import ClientRecord, Event, SessionInfo, SQLStore, SsoLogin, TokenRow, TokenState, make_engine
 from .tokens import ACCESS, REFRESH, TokenCodec, VerifiedToken, now, principal_key
 
@@ -115,6 +115,7 @@ class LogoutService:
         self.store = store
         # Log entries must outlive every access token they could end.
         store.event_ttl = config.access_ttl + config.leeway + 120
+        store.timeout = config.store_timeout
         self.codec = TokenCodec(config)
         self._cache: _LRU[VerifiedToken] = _LRU(config.token_cache_size)
         self._hot: _LRU[_Hot] = _LRU(0 if config.strict else config.token_cache_size)
@@ -124,7 +125,9 @@ class LogoutService:
             max_staleness=config.max_staleness,
             push=config.push,
             purge_interval=config.purge_interval,
+            heartbeat=config.push_heartbeat,
         )
+        self.replica.health_listeners.append(self._health_changed)
         self._cidr_cache: dict[str, CidrSet] = {}
         self.providers = ProviderRegistry(config.oidc_providers)
         self._keys_pending = False
@@ -149,7 +152,7 @@ class LogoutService:
         """Build a service for a plain WSGI app from ``LOGOUT_*`` settings."""
         config = load_config(settings, default_database_uri="sqlite:///flask_logout.sqlite3")
         assert config.database_uri is not None
-        store = SQLStore(make_engine(config.database_uri), metadata)
+        store = SQLStore(make_engine(config.database_uri, timeout=config.store_timeout), metadata)
         if create_tables:
             store.create_all()
         return cls(config, store)
@@ -207,6 +210,13 @@ class LogoutService:
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         return kid
+
+    def status(self) -> ReplicaStatus:
+        """This process's replica: age, fresh or stale, push up or not, the last sync error."""
+        return self.replica.status()
+
+    def _health_changed(self, event: str) -> None:
+        signals.health_changed.send(self, event=event, status=self.replica.status())
 
     def close(self) -> None:
         """Stop this service's background sync and release its connections."""

@@ -14,6 +14,11 @@ Receivers run in the request; keep them quick, and never log the tokens.
   the grace window; its whole family has been revoked.
 * ``backchannel_logout_received(sender, provider, sid, sub, ended)``: an
   OpenID provider's logout token was accepted; ``ended`` sessions were revoked.
+* ``health_changed(sender, event, status)``: this process's replica changed
+  state; ``event`` is ``"stale"``, ``"fresh"``, ``"push_lost"``,
+  ``"push_restored"`` or ``"push_unavailable"`` (LISTEN delivers nothing),
+  ``status`` a :class:`~flask_logout.replica.ReplicaStatus`. Sent from a
+  background thread, not a request.
 """
 
 from __future__ import annotations
@@ -27,5 +32,13 @@ token_refreshed = _signals.signal("flask-logout.token-refreshed")
 logged_out = _signals.signal("flask-logout.logged-out")
 reuse_detected = _signals.signal("flask-logout.reuse-detected")
 backchannel_logout_received = _signals.signal("flask-logout.backchannel-logout-received")
+health_changed = _signals.signal("flask-logout.health-changed")
 
-__all__ = ["backchannel_logout_received", "logged_out", "reuse_detected", "token_issued", "token_refreshed"]
+__all__ = [
+    "backchannel_logout_received",
+    "health_changed",
+    "logged_out",
+    "reuse_detected",
+    "token_issued",
+    "token_refreshed",
+]

@@ -20,10 +20,16 @@ Every write that revokes is committed before the caller answers success.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import os
+import select
+import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +49,11 @@ KEYS = "logout_keys"
 
 #: PostgreSQL channel on which every committed revocation is announced.
 NOTIFY_CHANNEL = "flask_logout"
+
+#: ``LOGOUT_STORE_TIMEOUT``: the longest any one wait on the store may take.
+DEFAULT_STORE_TIMEOUT = 3.0
+#: The purge may take longer than a request's query: at least this long.
+PURGE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -227,17 +238,24 @@ class ClientRecord:
     allowed_cidrs: tuple[str, ...]
 
 
-def make_engine(uri: str) -> Engine:
-    """An engine tuned for the store: WAL and a busy timeout on SQLite files
-    (several worker processes share one file), one shared connection for an
-    in-memory SQLite, and pre-ping elsewhere so a restarted server is
-    reconnected to without restarting the app."""
+def make_engine(uri: str, *, timeout: float = DEFAULT_STORE_TIMEOUT) -> Engine:
+    """An engine tuned for the store, with every wait bounded by ``timeout`` seconds.
+
+    SQLite files: WAL and a busy timeout of ``timeout`` (several worker
+    processes share one file); an in-memory SQLite shares one connection.
+    PostgreSQL through libpq (psycopg, psycopg2): a connect timeout, TCP
+    keepalives and ``tcp_user_timeout`` (a black-holed socket errors out), a
+    server-side ``statement_timeout``, and no pre-ping: a dead pooled
+    connection is found by a zero-round-trip check at checkout (the server
+    hung up) or by :class:`SQLStore`'s deadline (packets dropped), and then
+    invalidated with the rest of the pool. Other drivers keep pre-ping.
+    """
     url = sa.engine.make_url(uri)
     if url.get_backend_name() == "sqlite":
         memory = url.database in (None, "", ":memory:")
         engine = sa.create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": timeout},
             poolclass=sa.pool.StaticPool if memory else None,
         )
 
@@ -246,11 +264,162 @@ def make_engine(uri: str) -> Engine:
             cursor = dbapi_connection.cursor()
             if not memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
 
         return engine
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+        options = url.query.get("options")
+        engine = sa.create_engine(
+            url, connect_args=libpq_bounds(options if isinstance(options, str) else None, timeout)
+        )
+        sa.event.listen(engine, "checkout", _check_alive)
+        return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def libpq_bounds(options: str | None, timeout: float) -> dict[str, Any]:
+    """libpq connection parameters that bound every wait to about ``timeout`` seconds.
+
+    ``options`` is what the URL already asks for (kept; a ``statement_timeout``
+    given there wins over ours).
+    """
+    millis = max(1, int(timeout * 1000))
+    params: dict[str, Any] = {
+        "connect_timeout": max(2, math.ceil(timeout)),  # libpq's floor is 2 s
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(timeout)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": millis,
+    }
+    if options is None or "statement_timeout" not in options:
+        params["options"] = f"{options or ''} -c statement_timeout={millis}".strip()
+    return params
+
+
+def _socket_of(dbapi_connection: Any) -> int | None:
+    """The socket of a libpq connection (psycopg 3 or psycopg2), else None."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    try:
+        if pgconn is not None:
+            return int(pgconn.socket)
+        fileno = getattr(dbapi_connection, "fileno", None)
+        return int(fileno()) if fileno is not None else None
+    except Exception:
+        return None
+
+
+def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: refuse a connection whose server has hung up, without a round trip.
+
+    An idle connection has nothing to read; if its socket is readable, the
+    server sent an error (it was terminated, restarted) or closed it. The
+    pool then opens a fresh one. (Dropped packets are not visible here; the
+    deadline of the operation catches those.)
+    """
+    if getattr(dbapi_connection, "closed", False):
+        raise sa.exc.DisconnectionError("connection closed")
+    fd = _socket_of(dbapi_connection)
+    if fd is not None and fd >= 0 and _readable(fd):
+        raise sa.exc.DisconnectionError("the server hung up")
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+class _Watchdog:
+    """Cuts a database connection whose operation outlives its deadline.
+
+    The drivers have no client-side bound on a query: on a socket whose
+    packets are dropped, a read waits for TCP to give up (minutes). An
+    operation arms a deadline with the connection's socket; past it, this
+    thread shuts the socket down, so the waiting read fails at once with a
+    disconnect error, the connection is invalidated and the caller answers
+    503. One thread per process, woken only when a deadline can have passed.
+    The socket is identified by its addresses as well as its descriptor, so a
+    descriptor closed and reused meanwhile is never touched.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, int, tuple[Any, Any]]] = {}
+        self._keys = itertools.count()
+        self._wake_at: float | None = None
+        self._pid: int | None = None
+        #: Connections cut so far (tests and logs).
+        self.cut = 0
+
+    def arm(self, fd: int, seconds: float) -> int | None:
+        try:
+            names = _socket_names(fd)
+        except OSError:
+            return None
+        key = next(self._keys)
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="flask-logout-deadline", daemon=True).start()
+            self._armed[key] = (deadline, fd, names)
+            if self._wake_at is None or deadline < self._wake_at:
+                self._cond.notify()
+        return key
+
+    def disarm(self, key: int | None) -> None:
+        if key is not None:
+            with self._cond:
+                self._armed.pop(key, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key in [k for k, (deadline, _, _) in self._armed.items() if deadline <= now]:
+                    _, fd, names = self._armed.pop(key)
+                    if _shut_down(fd, names):
+                        self.cut += 1
+                self._wake_at = min((d for d, _, _ in self._armed.values()), default=None)
+                self._cond.wait(None if self._wake_at is None else max(0.0, self._wake_at - now))
+
+
+def _socket_names(fd: int) -> tuple[Any, Any]:
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return sock.getsockname(), sock.getpeername()
+
+
+def _shut_down(fd: int, names: tuple[Any, Any]) -> bool:
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            if (sock.getsockname(), sock.getpeername()) != names:
+                return False  # closed and reused by another socket: not ours
+            sock.shutdown(socket.SHUT_RDWR)
+            return True
+    except OSError:
+        return False  # already closed
+
+
+WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._reset)
+
+
+@contextmanager
+def deadline(dbapi_connection: Any, seconds: float) -> Iterator[None]:
+    """Bound whatever runs inside on ``dbapi_connection`` to ``seconds`` (libpq connections)."""
+    fd = _socket_of(dbapi_connection)
+    key = WATCHDOG.arm(fd, seconds) if fd is not None and fd >= 0 else None
+    try:
+        yield
+    finally:
+        WATCHDOG.disarm(key)
 
 
 def _dialect_insert(name: str) -> Any:
@@ -277,7 +446,8 @@ class _RawLookup:
 
     IDLE = 8
 
-    def __init__(self, engine: Engine, statement: sa.Select[Any]) -> None:
+    def __init__(self, engine: Engine, statement: sa.Select[Any], timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
+        self.timeout = timeout
         compiled = statement.compile(dialect=engine.dialect)
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
@@ -288,22 +458,23 @@ class _RawLookup:
         self._sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
-    def for_engine(cls, engine: Engine, statement: sa.Select[Any]) -> _RawLookup | None:
+    def for_engine(cls, engine: Engine, statement: sa.Select[Any], timeout: float) -> _RawLookup | None:
         name = engine.dialect.name
         if name == "sqlite":
             if engine.url.database in (None, "", ":memory:"):
                 return None  # another connection would see another, empty database
-            return cls(engine, statement)
+            return cls(engine, statement, timeout)
         if name == "postgresql" and engine.dialect.driver == "psycopg":
-            return cls(engine, statement)
+            return cls(engine, statement, timeout)
         return None
 
     def _connect(self) -> Any:
         if self._sqlite:
-            connection = self._dbapi.connect(*self._cargs, **{**self._cparams, "check_same_thread": False})
-            connection.execute("PRAGMA busy_timeout=30000")
+            params = {**self._cparams, "check_same_thread": False, "timeout": self.timeout}
+            connection = self._dbapi.connect(*self._cargs, **params)
+            connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             return connection
-        return self._dbapi.connect(*self._cargs, **self._cparams, autocommit=True)
+        return connect_raw(self._dbapi, self._cargs, self._cparams, self.timeout)
 
     def fetch(self, jti: str) -> Any:
         try:
@@ -313,9 +484,10 @@ class _RawLookup:
         try:
             if connection is None:
                 connection = self._connect()
-            cursor = connection.execute(self.sql, (jti,) if self.positional else {"jti": jti})
-            row = cursor.fetchone()
-            cursor.close()
+            with deadline(connection, self.timeout):
+                cursor = connection.execute(self.sql, (jti,) if self.positional else {"jti": jti})
+                row = cursor.fetchone()
+                cursor.close()
         except self._dbapi.Error as exc:
             if connection is not None:
                 with suppress(Exception):
@@ -343,10 +515,24 @@ class _RawLookup:
 _INHERITED: list[Any] = []
 
 
+def connect_raw(dbapi: Any, cargs: Sequence[Any], cparams: Mapping[str, Any], timeout: float) -> Any:
+    """A psycopg connection outside the pool (autocommit), with the bounds of :func:`libpq_bounds`."""
+    options = cparams.get("options")
+    params = {**cparams, **libpq_bounds(options if isinstance(options, str) else None, timeout)}
+    return dbapi.connect(*cargs, **params, autocommit=True)
+
+
 class SQLStore:
     """Reads and writes the store's tables through one ``Engine``."""
 
-    def __init__(self, engine: Engine, metadata: sa.MetaData | None = None, *, event_ttl: int = 3720) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metadata: sa.MetaData | None = None,
+        *,
+        event_ttl: int = 3720,
+        timeout: float = DEFAULT_STORE_TIMEOUT,
+    ) -> None:
         self.engine = engine
         self.metadata = metadata if metadata is not None else sa.MetaData()
         self.tables = define_tables(self.metadata)
@@ -357,7 +543,36 @@ class SQLStore:
         #: How long a retired signing key must still verify (a refresh-token lifetime and more).
         self.key_ttl = 31 * 86400
         self.is_postgres = engine.dialect.name == "postgresql"
-        self._raw = _RawLookup.for_engine(engine, self._lookup)
+        self._raw = _RawLookup.for_engine(engine, self._lookup, timeout)
+        self._timeout = timeout
+
+    @property
+    def timeout(self) -> float:
+        """The bound, in seconds, on each operation (``LOGOUT_STORE_TIMEOUT``)."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._timeout = seconds
+        if self._raw is not None:
+            self._raw.timeout = seconds
+
+    @contextmanager
+    def connect(self, seconds: float | None = None) -> Iterator[Connection]:
+        """A pooled connection whose work must finish within ``seconds`` (default: the store timeout).
+
+        Past the bound the connection is cut, the operation raises a
+        ``DBAPIError`` and the pool drops the connection (and every other
+        connection opened before it).
+        """
+        with self.engine.connect() as conn:
+            with deadline(conn.connection.dbapi_connection, seconds or self._timeout):
+                yield conn
+
+    def connect_listener(self) -> Any:
+        """A PostgreSQL (psycopg) connection of its own, outside the pool, for ``LISTEN``."""
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        return connect_raw(self.engine.dialect.loaded_dbapi, cargs, cparams, self._timeout)
 
     # -- replication log --------------------------------------------------
 
@@ -387,7 +602,7 @@ class SQLStore:
         from .keys import StoredKey
 
         t = self.tables.keys
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(sa.select(t.c.kid, t.c.algorithm, t.c.private_pem, t.c.created_at, t.c.retired_at))
             return [StoredKey(r[0], r[1], r[2], float(r[3]), None if r[4] is None else float(r[4])) for r in rows]
 
@@ -413,7 +628,7 @@ class SQLStore:
             .order_by(t.c.seq)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return [
                 Event(int(r[0]), r[1], r[2], None if r[3] is None else int(r[3]), int(r[4]))
                 for r in conn.execute(query)
@@ -433,7 +648,10 @@ class SQLStore:
         """
         t = self.tables
         counts = {}
-        with self.transaction() as conn:
+        seconds = max(PURGE_TIMEOUT, 10 * self._timeout)
+        with self.transaction(seconds) as conn:
+            if self.is_postgres:
+                conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(seconds * 1000)}"))
             counts["events"] = conn.execute(t.events.delete().where(t.events.c.expires_at < now)).rowcount
             counts["tokens"] = conn.execute(t.tokens.delete().where(t.tokens.c.expires_at < now - token_grace)).rowcount
             counts["families"] = conn.execute(
@@ -456,6 +674,12 @@ class SQLStore:
             self._raw.dispose()
         self.engine.dispose()
 
+    def recycle(self) -> None:
+        """Close the idle connections (pool and look-up); the next operations open fresh ones."""
+        if self._raw is not None:
+            self._raw.dispose()
+        self.engine.pool.dispose()
+
     def after_fork(self) -> None:
         """Drop inherited connections without closing them (SQLAlchemy's advice for fork)."""
         if self._raw is not None:
@@ -472,8 +696,14 @@ class SQLStore:
             self.metadata.create_all(self.engine, tables=self.tables.all(), checkfirst=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+    def transaction(self, seconds: float | None = None) -> Iterator[Connection]:
+        """A transaction, committed on exit, bounded like :meth:`connect` (the commit included).
+
+        If the bound passes during the commit, the caller cannot know whether
+        it was committed: it answers 503, and the operation must be one that
+        is safe to retry.
+        """
+        with self.connect(seconds) as conn, conn.begin():
             yield conn
 
     # -- subjects ---------------------------------------------------------
@@ -548,7 +778,7 @@ class SQLStore:
     def family_sso(self, family: str) -> SsoLogin | None:
         """The OpenID provider session a family was created from, if any."""
         t = self.tables.families
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(
                 sa.select(t.c.provider, t.c.provider_sid, t.c.provider_sub, t.c.id_token).where(t.c.family == family)
             ).first()
@@ -642,7 +872,7 @@ class SQLStore:
         elif self._raw is not None:
             row = self._raw.fetch(jti)
         else:
-            with self.engine.connect() as own:
+            with self.connect() as own:
                 row = own.execute(self._lookup, {"jti": jti}).first()
         if row is None:
             return None
@@ -715,7 +945,7 @@ class SQLStore:
             .group_by(fam.c.family, fam.c.created_at)
             .order_by(fam.c.created_at)
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return [SessionInfo(row[0], float(row[1]), int(row[2])) for row in conn.execute(query)]
 
     # -- clients ----------------------------------------------------------
@@ -733,7 +963,7 @@ class SQLStore:
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         t = self.tables.clients
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(sa.select(t.c.secret_hash, t.c.allowed_cidrs).where(t.c.client_id == client_id)).first()
         if row is None:
             return None
