@@ -22,6 +22,8 @@ def measure(quick: bool = False) -> dict[str, Any]:
     bare = bare_app()
     app, service = logout_app()
     strict_app, strict_service = logout_app(LOGOUT_STRICT=True)
+    for svc in (service, strict_service):
+        svc.register_client("bench", "bench-secret")  # a client token needs its client
     pair = service.issue_tokens("bench", client_id="bench")
     strict_pair = strict_service.issue_tokens("bench", client_id="bench")
     fje_memory, fje_memory_token = fje_memory_app()

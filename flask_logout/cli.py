@@ -121,12 +121,25 @@ def sessions_command(user_id: str | None, client_id: str | None) -> None:
 @click.option("--cidr", "cidrs", multiple=True, help="Allowed network (repeat); none allows every address.")
 @_store_errors
 def create_client_command(client_id: str, secret: str, cidrs: tuple[str, ...]) -> None:
-    """Create or replace an API client (its secret is stored hashed)."""
+    """Create or replace an API client (its secret is stored hashed).
+
+    Replacing the secret of an existing client revokes every token it holds.
+    """
     try:
         _service().register_client(client_id, secret, cidrs)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"client {client_id} saved" + (f", allowed from {', '.join(cidrs)}" if cidrs else ""))
+
+
+@logout_cli.command("delete-client")
+@click.argument("client_id")
+@_store_errors
+def delete_client_command(client_id: str) -> None:
+    """Delete an API client and revoke every token it holds."""
+    if not _service().delete_client(client_id):
+        raise click.ClickException(f"no API client {client_id!r}")
+    click.echo(f"deleted client {client_id} and revoked every token of it")
 
 
 keys_cli = AppGroup("keys", help="Signing keys kept in the store (LOGOUT_KEYRING = True).")

@@ -42,7 +42,13 @@ DIALECTS = ("client", "descope", "session", "oauth")
 
 DEFAULT_ACCESS_TTL = 3600
 DEFAULT_REFRESH_TTL = 30 * 24 * 3600
-DEFAULT_SECRET_HASH_METHOD = "scrypt"  # noqa: S105 (a method name, not a secret)
+#: Client secrets are machine-generated and high-entropy: a keyed fast hash
+#: (HMAC-SHA256) is enough, and a sign-in attempt costs microseconds, not the
+#: 0.1 s and 32 MiB of scrypt (see docs/decisions.md).
+HMAC_SECRET_HASH = "hmac-sha256"  # noqa: S105 (a method name, not a secret)
+DEFAULT_SECRET_HASH_METHOD = HMAC_SECRET_HASH
+#: Label of the HMAC key derived for client secrets (never the signing key itself).
+CLIENT_SECRET_KEY_LABEL = b"flask-logout client secret v1"
 DEFAULT_TOKEN_CACHE_SIZE = 10_000
 
 
@@ -139,8 +145,16 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "LOGOUT_CLIENT_SECRET_HASH",
         "str",
-        "`scrypt`",
-        "werkzeug password-hash method used to store API client secrets.",
+        "`hmac-sha256`",
+        "How API client secrets are stored: `hmac-sha256` (keyed with `LOGOUT_CLIENT_SECRET_KEY`), or a "
+        "werkzeug password-hash method such as `scrypt` or `pbkdf2:sha256`.",
+    ),
+    SettingDoc(
+        "LOGOUT_CLIENT_SECRET_KEY",
+        "str | bytes",
+        "`LOGOUT_SECRET_KEY`, else `SECRET_KEY`",
+        "Key from which the `hmac-sha256` client-secret hash key is derived; changing it invalidates every "
+        "stored client secret. Required with `hmac-sha256` when neither default is set.",
     ),
     SettingDoc(
         "LOGOUT_TOKEN_CACHE_SIZE",
@@ -294,6 +308,7 @@ class LogoutConfig:
     trusted_proxy_cidrs: CidrSet | None = None
     dialects: tuple[str, ...] = ("client",)
     secret_hash_method: str = DEFAULT_SECRET_HASH_METHOD
+    client_secret_key: bytes | None = field(default=None, repr=False)
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
     descope_project_id: str | None = None
     cookies: CookieSettings = field(default_factory=lambda: CookieSettings())
@@ -390,6 +405,7 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
             )
     if project_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", project_id):
         raise ConfigError("LOGOUT_DESCOPE_PROJECT_ID", f"must be 1-128 letters, digits, '_' or '-', not {project_id!r}")
+    secret_hash_method = _hash_method(settings.get("LOGOUT_CLIENT_SECRET_HASH", DEFAULT_SECRET_HASH_METHOD))
     return LogoutConfig(
         algorithm=algorithm,
         signing_key=signing_key,
@@ -406,7 +422,8 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         trusted_proxies=_int(settings, "LOGOUT_TRUSTED_PROXIES", 0),
         trusted_proxy_cidrs=_cidrs("LOGOUT_TRUSTED_PROXY_CIDRS", proxy_cidrs) if proxy_cidrs else None,
         dialects=dialects,
-        secret_hash_method=_hash_method(settings.get("LOGOUT_CLIENT_SECRET_HASH", DEFAULT_SECRET_HASH_METHOD)),
+        secret_hash_method=secret_hash_method,
+        client_secret_key=_client_secret_key(settings, secret_hash_method),
         token_cache_size=_int(settings, "LOGOUT_TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE),
         descope_project_id=project_id,
         cookies=_cookie_settings(settings),
@@ -753,13 +770,45 @@ def _hash_method(value: Any) -> str:
 
     if not isinstance(value, str):
         raise ConfigError("LOGOUT_CLIENT_SECRET_HASH", f"must be a string, not {value!r}")
+    if value == HMAC_SECRET_HASH:
+        return value
     try:
         generate_password_hash("probe", method=value)
     except (ValueError, TypeError):
         raise ConfigError(
-            "LOGOUT_CLIENT_SECRET_HASH", f"unknown hash method {value!r}; try 'scrypt' or 'pbkdf2:sha256'"
+            "LOGOUT_CLIENT_SECRET_HASH",
+            f"unknown hash method {value!r}; use {HMAC_SECRET_HASH!r}, or a werkzeug method such as 'scrypt'",
         ) from None
     return value
+
+
+def _client_secret_key(settings: Mapping[str, Any], method: str) -> bytes | None:
+    """The HMAC key of ``hmac-sha256`` client-secret hashes, derived from a configured secret.
+
+    Derived (HMAC of the secret with a fixed label), so the stored hashes
+    never use the token-signing key itself. Derived whenever a secret is
+    configured, so ``hmac-sha256`` hashes keep verifying after a switch to a
+    werkzeug method; required only by ``hmac-sha256``.
+    """
+    import hashlib
+    import hmac
+
+    for name in ("LOGOUT_CLIENT_SECRET_KEY", "LOGOUT_SECRET_KEY", "SECRET_KEY"):
+        value = settings.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, (str, bytes)):
+            raise ConfigError(name, f"must be str or bytes, not {type(value).__name__}")
+        if len(value) < 16:
+            raise ConfigError(name, f"{len(value)} characters is too short to key client-secret hashes; use 16 or more")
+        return hmac.new(_bytes(value), CLIENT_SECRET_KEY_LABEL, hashlib.sha256).digest()
+    if method != HMAC_SECRET_HASH:
+        return None  # werkzeug hashes need no key
+    raise ConfigError(
+        "LOGOUT_CLIENT_SECRET_HASH",
+        f"{HMAC_SECRET_HASH} needs a key: set LOGOUT_CLIENT_SECRET_KEY (or LOGOUT_SECRET_KEY or SECRET_KEY), "
+        "or choose a werkzeug method such as 'scrypt'",
+    )
 
 
 def settings_table() -> str:

@@ -89,6 +89,13 @@ class BadRequest(LogoutError):
     message = "Bad request"
 
 
+class PayloadTooLarge(LogoutError):
+    """A request body over the library's limit (16 KB); nothing was read past it."""
+
+    status = 413
+    message = "Request body too large"
+
+
 class StoreUnavailable(LogoutError):
     """The token store could not be read or written: fail closed, never succeed."""
 

@@ -72,9 +72,17 @@ class LogoutManager:
 
     def user_loader(self, callback: UserLoader) -> UserLoader:
         """Register the function that returns a user dict by id (for refresh
-        answers); ``None`` means the user is gone and refresh is refused."""
+        answers); ``None`` means the user is gone: every refresh path
+        (``/v1/auth/refresh``, ``/session/token/refresh``, ``/auth/refresh``)
+        then refuses the user's refresh token and revokes its session. API
+        client tokens are not passed to it (they are checked by their client
+        record)."""
         self.load_user = callback
         return callback
+
+    def _user_exists(self, user_id: str) -> bool:
+        """Whether the user_loader still knows ``user_id`` (True without a user_loader)."""
+        return self.load_user is None or self.load_user(user_id) is not None
 
     def init_app(self, app: Flask, *, db: SQLAlchemy | None = None) -> None:
         db = db if db is not None else self.db
@@ -90,6 +98,7 @@ class LogoutManager:
         if config.create_tables:
             store.create_all()
         service = LogoutService(config, store)
+        service.user_exists = self._user_exists  # every refresh asks the user_loader
         app.extensions[EXTENSION_KEY] = _State(self, service)
         if "client" in config.dialects:
             from .dialects.client_api import bp as client_bp

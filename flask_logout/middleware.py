@@ -65,11 +65,18 @@ ENVIRON_CLAIMS = "flask_logout.claims"
 #: Renders an error as ``(status line, headers, body)``.
 ErrorRenderer = Callable[[LogoutError], "tuple[str, list[tuple[str, str]], bytes]"]
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "Payload Too Large",
+    503: "Service Unavailable",
+}
 _NAMES = {
     400: ("BadRequestError", "BAD_REQUEST"),
     401: ("UnauthorizedError", "UNAUTHORIZED"),
     403: ("ForbiddenError", "FORBIDDEN"),
+    413: ("PayloadTooLargeError", "PAYLOAD_TOO_LARGE"),
     503: ("ServiceUnavailableError", "SERVICE_UNAVAILABLE"),
 }
 

@@ -8,6 +8,8 @@ middleware call only this class, so revocation and verification exist once.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -15,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeGuard, TypeVar
 
@@ -25,7 +27,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import signals
 from .cidr import CidrSet
-from .config import LogoutConfig, load_config
+from .config import HMAC_SECRET_HASH, LogoutConfig, load_config
 from .errors import (
     InvalidCredentials,
     InvalidToken,
@@ -51,6 +53,11 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: Longer bearer values are refused before any parsing (headers over 8 KB are
 #: refused by most servers anyway; ours are well under 1 KB).
 MAX_TOKEN_LENGTH = 8192
+#: Longest API client id and client secret accepted (longer ones are a 400).
+MAX_CLIENT_ID_LENGTH = 200
+MAX_CLIENT_SECRET_LENGTH = 256
+#: Prefix of client-secret hashes made with ``LOGOUT_CLIENT_SECRET_HASH = "hmac-sha256"``.
+HMAC_HASH_PREFIX = HMAC_SECRET_HASH + "$"
 
 ENVIRON_TOKEN = "flask_logout.token"  # noqa: S105 (an environ key)
 
@@ -143,7 +150,11 @@ class LogoutService:
                 self._keys_pending = True
         # Checked against on unknown client ids so that "no such client" and
         # "wrong secret" take the same time.
-        self._dummy_hash = generate_password_hash(secrets.token_urlsafe(16), method=config.secret_hash_method)
+        self._dummy_hash = self.hash_secret(secrets.token_urlsafe(32))
+        #: ``user_id -> bool``: whether an end user still exists. When set
+        #: (the Flask extension sets it from ``user_loader``), every refresh
+        #: of an end user's token asks it first; see :meth:`refresh`.
+        self.user_exists: Callable[[str], bool] | None = None
 
     @classmethod
     def from_settings(
@@ -347,6 +358,9 @@ class LogoutService:
             revoked.state = state
             revoked.token = verified
             raise revoked
+        if verified.cid is not None and state.allowed_cidrs is None:
+            # The client's row is gone (deleted, or never registered): fail closed.
+            raise TokenRevoked(detail="client no longer exists")
         if verified.exp + self.config.leeway <= now():
             raise TokenExpired(detail="expired")
         return state
@@ -426,9 +440,16 @@ class LogoutService:
         The presented refresh token is revoked in the same transaction that
         records its successor, guarded so that two concurrent refreshes with
         one token cannot both succeed.
+
+        An end user's token (no ``cid``) is only refreshed while
+        :attr:`user_exists` says the user exists; otherwise its session is
+        revoked and :class:`TokenRevoked` raised. API clients are checked by
+        their client row instead (a deleted client's tokens are refused).
         """
-        verified, state = self._verify_refresh(refresh_token)
-        self.check_ip(state, ip)
+        verified, _ = self._verify_refresh(refresh_token, ip=ip)
+        if verified.cid is None and self.user_exists is not None and not self.user_exists(verified.sub):
+            self.revoke_family(verified.fid)
+            raise TokenRevoked(detail="the user no longer exists")
         try:
             with self.store.transaction() as conn:
                 pair, rows = self._mint(verified.sub, verified.cid, verified.fid, verified.gen)
@@ -440,13 +461,22 @@ class LogoutService:
         signals.token_refreshed.send(self, pair=pair, previous_jti=verified.jti)
         return pair
 
-    def _verify_refresh(self, refresh_token: str) -> tuple[VerifiedToken, TokenState]:
-        """:meth:`verify` for a refresh token, with reuse detection on a rotated one."""
+    def _verify_refresh(self, refresh_token: str, *, ip: str | None) -> tuple[VerifiedToken, TokenState]:
+        """:meth:`verify` for a refresh token and the client's whitelist, then
+        reuse detection on a rotated one.
+
+        The whitelist comes first: a client token presented from outside it
+        changes nothing, not even by setting off reuse detection.
+        """
         try:
-            return self.verify(refresh_token, expected_type=REFRESH)
+            verified, state = self.verify(refresh_token, expected_type=REFRESH)
         except TokenRevoked as revoked:
+            if revoked.state is not None:
+                self.check_ip(revoked.state, ip)
             self._detect_reuse(revoked)
             raise
+        self.check_ip(state, ip)
+        return verified, state
 
     def _detect_reuse(self, revoked: TokenRevoked) -> None:
         """Revoke the family of a rotated refresh token presented again.
@@ -473,13 +503,17 @@ class LogoutService:
 
     # -- revoking ---------------------------------------------------------
 
-    def end_session(self, refresh_token: str) -> tuple[VerifiedToken, SsoLogin | None]:
+    def end_session(self, refresh_token: str, *, ip: str | None = None) -> tuple[VerifiedToken, SsoLogin | None]:
         """Sign out the session of a refresh token: revoke its family in one write.
+
+        ``ip`` is the request's address (:meth:`request_ip`): an API client's
+        token is only honoured from inside the client's whitelist, and from
+        outside it nothing changes (:class:`IPNotAuthorized`).
 
         Returns the token and, for a session that came through an OpenID
         provider, what is needed to send the user on to its end-session URL.
         """
-        verified, _ = self._verify_refresh(refresh_token)
+        verified, _ = self._verify_refresh(refresh_token, ip=ip)
         self.revoke_family(verified.fid)
         try:
             return verified, self.store.family_sso(verified.fid)
@@ -595,34 +629,127 @@ class LogoutService:
 
     # -- API clients ------------------------------------------------------
 
+    def hash_secret(self, secret: str) -> str:
+        """The stored form of a client secret, by ``LOGOUT_CLIENT_SECRET_HASH``.
+
+        ``hmac-sha256`` (the default) stores ``hmac-sha256$<hex>``: HMAC-SHA256
+        keyed with a key derived from ``LOGOUT_CLIENT_SECRET_KEY`` (else
+        ``LOGOUT_SECRET_KEY``, else ``SECRET_KEY``). Any other value is a
+        werkzeug password-hash method.
+        """
+        if self.config.secret_hash_method == HMAC_SECRET_HASH:
+            return HMAC_HASH_PREFIX + self._hmac(secret)
+        return generate_password_hash(secret, method=self.config.secret_hash_method)
+
+    def _hmac(self, secret: str) -> str:
+        key = self.config.client_secret_key
+        assert key is not None  # load_config requires one for hmac-sha256
+        return hmac.new(key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def secret_matches(self, stored_hash: str, secret: str) -> bool:
+        """Whether ``secret`` is the one ``stored_hash`` was made from (constant time).
+
+        Hashes made by werkzeug (``scrypt:...``, ``pbkdf2:...``, the earlier
+        default) keep verifying whatever the setting says.
+        """
+        if stored_hash.startswith(HMAC_HASH_PREFIX):
+            if self.config.client_secret_key is None:
+                return False  # configured for a werkzeug method: no key to check it with
+            expected = (HMAC_HASH_PREFIX + self._hmac(secret)).encode()
+            return hmac.compare_digest(stored_hash.encode(), expected)
+        return check_password_hash(stored_hash, secret)
+
     def register_client(self, client_id: str, secret: str, allowed_cidrs: Sequence[str] = ()) -> None:
-        """Create or replace an API client. The secret is stored hashed only."""
-        if not client_id or not isinstance(client_id, str) or len(client_id) > 200 or "\x00" in client_id:
-            raise ValueError("client_id must be a non-empty string of at most 200 characters, without NUL")
-        if not secret or not isinstance(secret, str):
-            raise ValueError("client secret must be a non-empty string")
+        """Create or replace an API client. The secret is stored hashed only.
+
+        Re-registering an existing client with a *different* secret revokes
+        every token the client holds, in the same transaction: a secret is
+        usually replaced because it leaked, and tokens obtained with the
+        leaked one must not outlive it. Re-registering with the same secret
+        (say, to change the whitelist, or at every start-up) revokes nothing.
+        """
+        if not client_id or not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH:
+            raise ValueError(f"client_id must be a non-empty string of at most {MAX_CLIENT_ID_LENGTH} characters")
+        if not is_text(client_id):
+            raise ValueError("client_id must be valid text (UTF-8, no NUL)")
+        if not is_text(secret) or len(secret) > MAX_CLIENT_SECRET_LENGTH:
+            raise ValueError(
+                f"client secret must be a non-empty string of at most {MAX_CLIENT_SECRET_LENGTH} characters"
+            )
         cidrs = CidrSet(allowed_cidrs)  # raises ValueError naming a malformed CIDR
-        secret_hash = generate_password_hash(secret, method=self.config.secret_hash_method)
-        self.store.put_client(client_id, secret_hash, cidrs.networks)
+        try:
+            generation = self.store.put_client(
+                client_id,
+                self.hash_secret(secret),
+                cidrs.networks,
+                same_secret=lambda stored: self.secret_matches(stored, secret),
+            )
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        if generation is not None:
+            self._seen_here("gen", principal_key(client_id, client_id), generation)
+            signals.logged_out.send(self, scope="client", key=client_id)
+            logger.info("flask_logout: client %s has a new secret; its tokens were revoked", client_id)
         self._seen_here("client", client_id)
 
+    def delete_client(self, client_id: str) -> bool:
+        """Delete an API client and revoke every token it holds, in one transaction.
+
+        Every process learns of it through the replication log, like a
+        logout-all. A client created again under the same id starts afresh:
+        none of the old tokens come back. False if there was no such client.
+        """
+        try:
+            generation = self.store.delete_client(client_id)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        if generation is None:
+            return False
+        self._seen_here("gen", principal_key(client_id, client_id), generation)
+        self._seen_here("client", client_id)
+        signals.logged_out.send(self, scope="client", key=client_id)
+        logger.info("flask_logout: deleted client %s and revoked its tokens", client_id)
+        return True
+
     def authenticate_client(self, client_id: str, secret: str, *, ip: str | None = None) -> ClientRecord:
-        """Check an API client's credentials (constant time) and its whitelist."""
-        if not is_text(client_id) or not is_text(secret) or len(client_id) > 255:
+        """Check an API client's credentials (constant time) and its whitelist.
+
+        An unknown id is checked against a dummy hash of the configured kind,
+        so it costs what a wrong secret costs: with ``hmac-sha256`` one HMAC,
+        never a password hash. A stored werkzeug hash that verifies is
+        replaced by the configured form (a one-time migration per client).
+        """
+        if (
+            not is_text(client_id)
+            or not is_text(secret)
+            or len(client_id) > MAX_CLIENT_ID_LENGTH
+            or len(secret) > MAX_CLIENT_SECRET_LENGTH
+        ):
             # No client can have such an id (PostgreSQL text cannot even hold
             # NUL): wrong credentials, not a store failure. Same cost as a miss.
-            check_password_hash(self._dummy_hash, "-")
+            self.secret_matches(self._dummy_hash, "-")
             raise InvalidCredentials(detail="impossible client id or secret")
         try:
             record = self.store.get_client(client_id)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
-        ok = check_password_hash(record.secret_hash if record else self._dummy_hash, secret)
+        ok = self.secret_matches(record.secret_hash if record else self._dummy_hash, secret)
         if record is None or not ok:
             raise InvalidCredentials(detail="bad client credentials")
         if record.allowed_cidrs and not CidrSet(record.allowed_cidrs).allows(ip):
             raise IPNotAuthorized(detail="login from ip outside whitelist")
+        if self.config.secret_hash_method == HMAC_SECRET_HASH and not record.secret_hash.startswith(HMAC_HASH_PREFIX):
+            self._rehash(record, secret)
         return record
+
+    def _rehash(self, record: ClientRecord, secret: str) -> None:
+        """Store a verified legacy (werkzeug) hash in the fast form; a failure only delays it."""
+        try:
+            self.store.update_client_secret_hash(record.client_id, record.secret_hash, self.hash_secret(secret))
+        except SQLAlchemyError as exc:
+            logger.warning(
+                "flask_logout: re-hashing the secret of %s failed: %s", record.client_id, exc.__class__.__name__
+            )
 
     def login_client(self, client_id: str, secret: str, *, ip: str | None = None) -> TokenPair:
         record = self.authenticate_client(client_id, secret, ip=ip)

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+
+from .tokens import principal_key
 
 #: Table names, prefixed so they never collide with the application's own.
 SUBJECTS = "logout_subjects"
@@ -743,29 +745,33 @@ class SQLStore:
         A subject that never had a row starts at 1, so that nothing signed
         under generation 0 (by another process, right now) survives.
         """
-        t = self.tables.subjects
         with self.transaction() as conn:
-            result = conn.execute(
-                t.update()
-                .where(t.c.subject == subject)
-                .values(generation=t.c.generation + 1, updated_at=time.time())
-                .returning(t.c.generation)
-            ).first()
-            if result is not None:
-                generation = int(result[0])
-            elif self._insert_new(conn, t, {"subject": subject, "generation": 1, "updated_at": time.time()}):
-                generation = 1
-            else:  # created by another process meanwhile: bump that row
-                generation = int(
-                    conn.execute(
-                        t.update()
-                        .where(t.c.subject == subject)
-                        .values(generation=t.c.generation + 1, updated_at=time.time())
-                        .returning(t.c.generation)
-                    ).scalar_one()
-                )
-            self._event(conn, "gen", subject, generation)
-            return generation
+            return self._bump_generation(conn, subject)
+
+    def _bump_generation(self, conn: Connection, subject: str) -> int:
+        """:meth:`bump_generation` in the caller's transaction (logged for the replicas)."""
+        t = self.tables.subjects
+        result = conn.execute(
+            t.update()
+            .where(t.c.subject == subject)
+            .values(generation=t.c.generation + 1, updated_at=time.time())
+            .returning(t.c.generation)
+        ).first()
+        if result is not None:
+            generation = int(result[0])
+        elif self._insert_new(conn, t, {"subject": subject, "generation": 1, "updated_at": time.time()}):
+            generation = 1
+        else:  # created by another process meanwhile: bump that row
+            generation = int(
+                conn.execute(
+                    t.update()
+                    .where(t.c.subject == subject)
+                    .values(generation=t.c.generation + 1, updated_at=time.time())
+                    .returning(t.c.generation)
+                ).scalar_one()
+            )
+        self._event(conn, "gen", subject, generation)
+        return generation
 
     # -- tokens -----------------------------------------------------------
 
@@ -950,16 +956,49 @@ class SQLStore:
 
     # -- clients ----------------------------------------------------------
 
-    def put_client(self, client_id: str, secret_hash: str, allowed_cidrs: Sequence[str]) -> None:
-        """Create or replace an API client."""
+    def put_client(
+        self,
+        client_id: str,
+        secret_hash: str,
+        allowed_cidrs: Sequence[str],
+        *,
+        same_secret: Callable[[str], bool] | None = None,
+    ) -> int | None:
+        """Create or replace an API client.
+
+        ``same_secret(stored_hash)`` says whether the secret being stored is
+        the one already stored; when it is not, every token of the client is
+        revoked (its generation bumped) in the same transaction, and the new
+        generation is returned (``None`` otherwise).
+        """
         t = self.tables.clients
         values = {"secret_hash": secret_hash, "allowed_cidrs": json.dumps(list(allowed_cidrs))}
+        generation = None
         with self.transaction() as conn:
             # Insert-if-new, else update: two workers seeding the same client at
             # start-up must not both try to INSERT it.
-            if not self._insert_new(conn, t, {"client_id": client_id, "created_at": time.time(), **values}):
+            row = {"client_id": client_id, "created_at": time.time(), **values}
+            while not self._insert_new(conn, t, row):
+                old = conn.execute(
+                    sa.select(t.c.secret_hash).where(t.c.client_id == client_id).with_for_update()
+                ).scalar()
+                if old is None:
+                    continue  # deleted meanwhile: insert it afresh
                 conn.execute(t.update().where(t.c.client_id == client_id).values(**values))
+                if same_secret is not None and not same_secret(old):
+                    generation = self._bump_generation(conn, principal_key(client_id, client_id))
+                break
             self._event(conn, "client", client_id)
+        return generation
+
+    def update_client_secret_hash(self, client_id: str, old_hash: str, new_hash: str) -> bool:
+        """Replace a client's stored hash by an equivalent one (a re-hash), unless it changed meanwhile."""
+        t = self.tables.clients
+        with self.transaction() as conn:
+            result = conn.execute(
+                t.update().where(t.c.client_id == client_id, t.c.secret_hash == old_hash).values(secret_hash=new_hash)
+            )
+            return bool(result.rowcount == 1)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         t = self.tables.clients
@@ -969,10 +1008,16 @@ class SQLStore:
             return None
         return ClientRecord(client_id, row[0], tuple(json.loads(row[1] or "[]")))
 
-    def delete_client(self, client_id: str) -> bool:
+    def delete_client(self, client_id: str) -> int | None:
+        """Delete an API client and revoke every token of it, in one transaction.
+
+        Returns the client's new generation, or ``None`` if there was no such
+        client (then nothing changes).
+        """
         t = self.tables.clients
         with self.transaction() as conn:
-            deleted = bool(conn.execute(t.delete().where(t.c.client_id == client_id)).rowcount)
-            if deleted:
-                self._event(conn, "client", client_id)
-            return deleted
+            if not conn.execute(t.delete().where(t.c.client_id == client_id)).rowcount:
+                return None
+            generation = self._bump_generation(conn, principal_key(client_id, client_id))
+            self._event(conn, "client", client_id)
+            return generation

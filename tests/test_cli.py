@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_logout import LogoutError, LogoutManager, get_service
+from flask_logout import LogoutManager, get_service
+from flask_logout.errors import TokenRevoked
 
 from .conftest import FAST_HASH, SECRET
 
@@ -27,9 +28,10 @@ def run(app: Flask, *args: str, **kwargs: Any) -> Any:
 
 
 def dead(app: Flask, token: str, typ: str = "access") -> bool:
+    """Revoked: exactly :class:`TokenRevoked` (a store outage or an expiry is not "dead")."""
     try:
         get_service(app).verify(token, expected_type=typ)
-    except LogoutError:
+    except TokenRevoked:
         return True
     return False
 
@@ -67,6 +69,35 @@ def test_revoke_user_and_client(app: Flask) -> None:
     assert dead(app, client.access_token)
     missing = run(app, "revoke-client", "nobody")
     assert (missing.exit_code, missing.output) == (1, "Error: no API client 'nobody'\n")
+
+
+def test_delete_client(app: Flask) -> None:
+    service = get_service(app)
+    service.register_client("c1", "s1")
+    service.register_client("c2", "s2")
+    first, second = service.login_client("c1", "s1"), service.login_client("c2", "s2")
+    result = run(app, "delete-client", "c1")
+    assert (result.exit_code, result.output) == (0, "deleted client c1 and revoked every token of it\n")
+    assert dead(app, first.access_token) and dead(app, first.refresh_token, "refresh")
+    assert not dead(app, second.access_token)  # other clients are untouched
+    assert service.store.get_client("c1") is None
+    again = run(app, "delete-client", "c1")
+    assert (again.exit_code, again.output) == (1, "Error: no API client 'c1'\n")
+    service.register_client("c1", "s1")  # created again: the old tokens stay dead
+    assert dead(app, first.access_token) and dead(app, first.refresh_token, "refresh")
+    assert not dead(app, service.login_client("c1", "s1").access_token)
+
+
+def test_create_client_with_a_new_secret_revokes_its_tokens(app: Flask) -> None:
+    service = get_service(app)
+    run(app, "create-client", "api", "--secret", "first-secret")
+    pair = service.login_client("api", "first-secret")
+    same = run(app, "create-client", "api", "--secret", "first-secret", "--cidr", "10.0.0.0/8")
+    assert (same.exit_code, same.output) == (0, "client api saved, allowed from 10.0.0.0/8\n")
+    assert not dead(app, pair.access_token)
+    changed = run(app, "create-client", "api", "--secret", "second-secret")
+    assert (changed.exit_code, changed.output) == (0, "client api saved\n")
+    assert dead(app, pair.access_token) and dead(app, pair.refresh_token, "refresh")
 
 
 def test_sessions(app: Flask) -> None:
@@ -128,6 +159,7 @@ def test_store_down_is_a_clear_error(app: Flask) -> None:
     [
         ("revoke-session", "some-session"),
         ("revoke-client", "c1"),
+        ("delete-client", "c1"),
         ("create-client", "c2", "--secret", "s"),
         ("sessions", "--user", "u"),
     ],

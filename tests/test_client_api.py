@@ -301,5 +301,12 @@ def test_impossible_client_ids_never_reach_the_store(client: Any) -> None:
     """PostgreSQL cannot store NUL, nor do ids run that long: neither may turn into a 503."""
     nul = client.post("/auth/login", json={"client_id": "demo\u0000client", "client_secret": "demo-secret"})
     assert (nul.status_code, nul.get_json()) == (400, bad_request("Field client_id must be valid text (UTF-8, no NUL)"))
-    long = client.post("/auth/login", json={"client_id": "x" * 300, "client_secret": "demo-secret"})
-    assert (long.status_code, long.get_json()) == (401, BAD_CREDENTIALS)
+    long = client.post("/auth/login", json={"client_id": "x" * 201, "client_secret": "demo-secret"})
+    assert (long.status_code, long.get_json()) == (400, bad_request("Field client_id must be at most 200 characters"))
+    secret = client.post("/auth/login", json={"client_id": "demo-client", "client_secret": "s" * 257})
+    assert (secret.status_code, secret.get_json()) == (
+        400,
+        bad_request("Field client_secret must be at most 256 characters"),
+    )
+    longest = client.post("/auth/login", json={"client_id": "x" * 200, "client_secret": "s" * 256})
+    assert (longest.status_code, longest.get_json()) == (401, BAD_CREDENTIALS)

@@ -222,3 +222,34 @@ def test_init_app_for_factories(tmp_path: Any) -> None:
         with app.app_context():
             assert manager.service is app.extensions["flask_logout"].service
     assert apps[0].extensions["flask_logout"].service is not apps[1].extensions["flask_logout"].service
+
+
+def test_client_secret_hash_settings(tmp_path: Any, rsa_pem: str) -> None:
+    """hmac-sha256 (the default) needs a key; werkzeug methods need none; both are checked at start-up."""
+    rs256 = {"LOGOUT_ALGORITHM": "RS256", "LOGOUT_PRIVATE_KEY": rsa_pem, "LOGOUT_CLIENT_SECRET_HASH": "hmac-sha256"}
+    with pytest.raises(ConfigError) as info:
+        _start(tmp_path, **rs256)
+    assert str(info.value) == (
+        "LOGOUT_CLIENT_SECRET_HASH: hmac-sha256 needs a key: set LOGOUT_CLIENT_SECRET_KEY (or LOGOUT_SECRET_KEY "
+        "or SECRET_KEY), or choose a werkzeug method such as 'scrypt'"
+    )
+    with pytest.raises(ConfigError) as info:
+        _start(tmp_path, **rs256, LOGOUT_CLIENT_SECRET_KEY="short-secret")
+    assert str(info.value) == (
+        "LOGOUT_CLIENT_SECRET_KEY: 12 characters is too short to key client-secret hashes; use 16 or more"
+    )
+    with pytest.raises(ConfigError, match="LOGOUT_CLIENT_SECRET_KEY: must be str or bytes, not int"):
+        _start(tmp_path, **rs256, LOGOUT_CLIENT_SECRET_KEY=12345678901234567)
+    keyed = load_config({**rs256, "SECRET_KEY": "k" * 32})
+    assert keyed.client_secret_key is not None and keyed.client_secret_key != b"k" * 32  # derived, not the key
+    assert load_config({**rs256, "LOGOUT_CLIENT_SECRET_HASH": "scrypt"}).secret_hash_method == "scrypt"
+    default = load_config({"LOGOUT_SECRET_KEY": SECRET})
+    assert default.secret_hash_method == "hmac-sha256"
+    # A dedicated key survives a change of the signing key: same stored hash.
+    one = load_config({"LOGOUT_SECRET_KEY": SECRET, "LOGOUT_CLIENT_SECRET_KEY": "c" * 32})
+    two = load_config({"LOGOUT_SECRET_KEY": SECRET[::-1], "LOGOUT_CLIENT_SECRET_KEY": "c" * 32})
+    assert one.client_secret_key == two.client_secret_key
+    assert (
+        load_config({"LOGOUT_SECRET_KEY": SECRET}).client_secret_key
+        != load_config({"LOGOUT_SECRET_KEY": SECRET[::-1]}).client_secret_key
+    )

@@ -80,6 +80,7 @@ def test_logout_all_is_one_row_whatever_the_number_of_tokens(core: LogoutService
 
 def test_logout_all_of_a_subject_never_seen_kills_generation_zero(core: LogoutService) -> None:
     core.revoke_client("fresh")
+    core.register_client("fresh", "fresh-secret")  # a client token needs its client
     pair = core.issue_tokens("fresh", client_id="fresh")
     assert pair.access.gen == 1
     assert core.verify(pair.access_token)[0].gen == 1
@@ -168,6 +169,7 @@ def test_joins_the_applications_own_sqlalchemy(database_uri: str) -> None:
     with app.app_context():
         assert service.store.engine is db.engine
         db.create_all()  # creates the app's tables beside the store's, no clash
+        service.register_client("dave", "dave-secret")  # a client token needs its client
         pair = service.issue_tokens("dave", client_id="dave")
         rows = db.session.execute(sa.text("SELECT count(*) FROM logout_tokens")).scalar_one()
         assert rows == 2
@@ -191,6 +193,7 @@ def test_two_processes_share_an_sqlite_file(tmp_path: Any) -> None:
         "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
     }
     worker_a, worker_b = LogoutService.from_settings(settings), LogoutService.from_settings(settings)
+    worker_a.register_client("erin", "erin-secret")  # a client token needs its client
     pair = worker_a.issue_tokens("erin", client_id="erin")
     assert worker_b.verify(pair.access_token)[0].sub == "erin"
     worker_b.logout_all(pair.access)

@@ -153,6 +153,7 @@ def test_missing_claims_are_invalid(tmp_path: Any, missing: str) -> None:
 def test_claims_must_match_the_issued_record(tmp_path: Any) -> None:
     """Even with the signing key, a live jti cannot carry other claims."""
     service = _service(tmp_path, LOGOUT_SECRET_KEY=SECRET)
+    service.register_client("victim", "victim-secret")  # a client token needs its client
     mine = service.issue_tokens("victim", client_id="victim").access
     for change in ({"sub": "attacker", "cid": "attacker"}, {"fid": "other-family"}, {"gen": 7}, {"typ": "refresh"}):
         forged = jwt.encode(dict(mine.claims, **change), SECRET, algorithm="HS256")

@@ -17,10 +17,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import BadRequest, LogoutError
+from ..errors import BadRequest, LogoutError, PayloadTooLarge
 from ..middleware import render_client_api_error
-from ..service import LogoutService, TokenPair
-from ._request import is_text, json_body
+from ..service import MAX_CLIENT_ID_LENGTH, MAX_CLIENT_SECRET_LENGTH, LogoutService, TokenPair
+from ._request import MAX_BODY_BYTES, body_too_large, is_text, json_body
 
 bp = Blueprint("flask_logout_client_api", __name__)
 
@@ -35,6 +35,12 @@ def error_response(error: LogoutError) -> Response:
     """The middleware's answer, as a Flask response: one envelope, one set of headers."""
     status, headers, body = render_client_api_error(error)
     return Response(body, status=int(status.split(" ", 1)[0]), headers=headers)
+
+
+@bp.before_request
+def _limit_body() -> None:
+    if body_too_large():
+        raise PayloadTooLarge(f"Request body must be at most {MAX_BODY_BYTES} bytes")
 
 
 @bp.errorhandler(LogoutError)
@@ -91,6 +97,10 @@ def login() -> Response:
     data = json_object()
     client_id = string_field(data, "client_id")
     secret = string_field(data, "client_secret")
+    if len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise BadRequest(f"Field client_id must be at most {MAX_CLIENT_ID_LENGTH} characters")
+    if len(secret) > MAX_CLIENT_SECRET_LENGTH:
+        raise BadRequest(f"Field client_secret must be at most {MAX_CLIENT_SECRET_LENGTH} characters")
     service = _service()
     return _tokens(service.login_client(client_id, secret, ip=service.request_ip(request.environ)))
 

@@ -38,7 +38,7 @@ from ..errors import (
 from ..extension import get_manager
 from ..service import LogoutService, TokenPair
 from ..tokens import REFRESH, VerifiedToken
-from ._request import is_text, json_body
+from ._request import MAX_BODY_BYTES, body_too_large, is_text, json_body
 
 logger = logging.getLogger("flask_logout")
 
@@ -97,6 +97,12 @@ def error_response(failure: DescopeFailure) -> Response:
     response.status_code = failure.error.status
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.before_request
+def _limit_body() -> None:
+    if body_too_large():
+        raise DescopeFailure("bad_body", f"The request body must be at most {MAX_BODY_BYTES} bytes")
 
 
 @bp.errorhandler(DescopeFailure)

@@ -21,7 +21,8 @@ import urllib.parse
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import InvalidCredentials, IPNotAuthorized, StoreUnavailable
-from ..service import LogoutService
+from ..service import MAX_CLIENT_ID_LENGTH, MAX_CLIENT_SECRET_LENGTH, LogoutService
+from ._request import MAX_BODY_BYTES, body_too_large
 
 bp = Blueprint("flask_logout_oauth", __name__)
 
@@ -33,6 +34,13 @@ def oauth_error(status: int, error: str, description: str) -> Response:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="oauth"'
     return response
+
+
+@bp.before_request
+def _limit_body() -> Response | None:
+    if body_too_large():
+        return oauth_error(413, "invalid_request", f"the request body must be at most {MAX_BODY_BYTES} bytes")
+    return None
 
 
 def _client_credentials() -> tuple[str, str] | Response:
@@ -64,6 +72,12 @@ def revoke() -> Response:
     credentials = _client_credentials()
     if isinstance(credentials, Response):
         return credentials
+    if len(credentials[0]) > MAX_CLIENT_ID_LENGTH or len(credentials[1]) > MAX_CLIENT_SECRET_LENGTH:
+        return oauth_error(
+            400,
+            "invalid_request",
+            f"client_id and client_secret are at most {MAX_CLIENT_ID_LENGTH} and {MAX_CLIENT_SECRET_LENGTH} characters",
+        )
     try:
         client = service.authenticate_client(*credentials, ip=service.request_ip(request.environ))
     except (InvalidCredentials, IPNotAuthorized):

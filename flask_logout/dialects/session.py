@@ -32,6 +32,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import (
     InvalidToken,
+    IPNotAuthorized,
     LogoutError,
     ReuseDetected,
     StoreUnavailable,
@@ -42,7 +43,7 @@ from ..extension import get_manager
 from ..oidc import LogoutTokenError, ProviderUnavailable
 from ..service import LogoutService, TokenPair
 from ..store import SsoLogin
-from ._request import is_text, json_body
+from ._request import MAX_BODY_BYTES, body_too_large, is_text, json_body
 
 logger = logging.getLogger("flask_logout")
 
@@ -67,6 +68,8 @@ ERRORS: dict[str, SessionError] = {
     "bad_refresh_token_type": SessionError(40003, 400, "refresh_token must be a string"),
     "bad_credentials_fields": SessionError(40004, 400, "email and password must be non-empty strings"),
     "bad_credentials": SessionError(40020, 401, "Wrong email or password"),
+    "ip_not_authorized": SessionError(40301, 403, "IP address not authorized"),
+    "body_too_large": SessionError(41301, 413, f"Request body must be at most {MAX_BODY_BYTES} bytes"),
     "invalid_refresh_token": SessionError(40030, 401, "Invalid refresh token"),
     "expired_refresh_token": SessionError(40031, 401, "Refresh token expired, please sign in again"),
     "revoked_refresh_token": SessionError(40032, 401, "Refresh token revoked, please sign in again"),
@@ -108,6 +111,15 @@ def failure_response(failure: SessionFailure) -> Response:
     return response
 
 
+@bp.before_request
+def _limit_body() -> Response | None:
+    if not body_too_large():
+        return None
+    if request.path.startswith("/oidc/backchannel-logout/"):  # answers in its own (OAuth) envelope
+        return _backchannel_error(413, "invalid_request", f"the request body must be at most {MAX_BODY_BYTES} bytes")
+    raise SessionFailure("body_too_large")
+
+
 @bp.errorhandler(SessionFailure)
 def _failure(failure: SessionFailure) -> Response:
     return failure_response(failure)
@@ -130,6 +142,8 @@ def translate(error: LogoutError) -> SessionFailure:
         return SessionFailure("invalid_refresh_token", error.detail)
     if isinstance(error, StoreUnavailable):
         return SessionFailure("store_down", error.detail)
+    if isinstance(error, IPNotAuthorized):
+        return SessionFailure("ip_not_authorized", error.detail)
     return SessionFailure("invalid_refresh_token", error.detail or error.message)
 
 
@@ -205,7 +219,7 @@ def refresh() -> Response:
 @bp.delete("/session/token")
 def sign_out() -> Response:
     service = _service()
-    _, sso = service.end_session(_refresh_token())
+    _, sso = service.end_session(_refresh_token(), ip=service.request_ip(request.environ))
     return success(_end_session_url(service, sso) if sso is not None else None)
 
 
