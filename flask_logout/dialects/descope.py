@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..extension import get_manager
 from ..service import LogoutService, TokenPair
-from ..tokens import REFRESH, VerifiedToken
+from ..tokens import VerifiedToken
 from ._request import is_text, json_body
 
 logger = logging.getLogger("flask_logout")
@@ -306,7 +306,7 @@ def _logout_type(data: dict[str, Any]) -> str:
 
 def _verified_refresh(service: LogoutService) -> VerifiedToken:
     token = refresh_token_from_request(service)
-    verified, state = service.verify(token, expected_type=REFRESH)
+    verified, state = service.verify_for_signout(token)  # a rotated-out token still signs out
     service.check_ip(state, service.request_ip(request.environ))
     return verified
 
