@@ -104,7 +104,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc("LOGOUT_ISSUER", "str", "none", "`iss` claim put on and required of every token."),
     SettingDoc("LOGOUT_AUDIENCE", "str", "none", "`aud` claim put on and required of every token."),
-    SettingDoc("LOGOUT_LEEWAY", "int seconds", "`0`", "Clock skew tolerated when checking `exp`."),
+    SettingDoc("LOGOUT_LEEWAY", "int seconds", "`0`", "Clock skew tolerated when checking `exp`, `iat` and `nbf`."),
     SettingDoc(
         "LOGOUT_DATABASE_URI",
         "str",

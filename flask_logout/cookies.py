@@ -130,3 +130,19 @@ def same_origin(environ: Mapping[str, Any], trusted_origins: frozenset[str] = fr
         origin = f"{parts[0]}//{parts[2]}"
     origin = origin.lower()
     return origin == request_origin(environ) or origin in trusted_origins
+
+
+def from_foreign_page(environ: Mapping[str, Any], trusted_origins: frozenset[str] = frozenset()) -> bool:
+    """Whether a request shows that a page on another origin sent it.
+
+    For requests that carry their credentials in the body and set the
+    cookies (a sign-in): a browser sends ``Origin`` on every POST, so a form
+    or script on another origin (or an opaque one, ``Origin: null``) is
+    caught, while an SDK or server, which sends neither ``Origin`` nor
+    ``Referer``, passes. Unlike :func:`same_origin`, showing no origin at
+    all is not refused: without an ambient credential there is nothing a
+    page could forge without its browser sending ``Origin``.
+    """
+    if environ.get("HTTP_ORIGIN") is None and environ.get("HTTP_REFERER") is None:
+        return False
+    return not same_origin(environ, trusted_origins)

@@ -15,6 +15,12 @@ Provider metadata is read once from the discovery document when the settings
 do not give it, and the provider's keys are cached and fetched again at most
 once a minute when a token names an unknown ``kid`` (key rotation), so a
 flood of forged tokens cannot turn into a flood of requests to the provider.
+A failed fetch is remembered too: until its back-off has passed (5 seconds,
+doubling with each further failure up to 5 minutes) no request reaches the
+provider and the receiver answers 503, which a genuine provider retries.
+One thread fetches at a time (the others wait for its result, at most
+``FETCH_WAIT`` seconds), and no lock is held that a request whose key is
+cached would need.
 """
 
 from __future__ import annotations
@@ -25,14 +31,23 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import jwt
 
-from .config import ProviderSettings
+from .config import EC_ALGORITHMS, RSA_ALGORITHMS, ProviderSettings
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+#: After a successful key fetch, an unknown ``kid`` fetches the keys again at most this often.
 JWKS_REFETCH_INTERVAL = 60.0
+#: After a failed fetch, no new fetch for this long, doubled per further failure up to the maximum.
+FETCH_BACKOFF_FIRST = 5.0
+FETCH_BACKOFF_MAX = 300.0
+#: Timeout of each request to the provider.
+FETCH_TIMEOUT = 5.0
+#: How long a request waits for another request's fetch (a key fetch may need discovery first).
+FETCH_WAIT = 2 * FETCH_TIMEOUT + 1
 CLOCK_SKEW = 60
 
 Fetch = Callable[[str], dict[str, Any]]
@@ -52,7 +67,7 @@ def fetch_json(url: str) -> dict[str, Any]:
         raise ProviderUnavailable(f"not an http(s) URL: {url}")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 (scheme checked)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (scheme checked)
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (scheme checked)
             document = json.loads(response.read(1_000_000))
     except (OSError, ValueError) as exc:
         raise ProviderUnavailable(f"{url}: {exc.__class__.__name__}") from None
@@ -61,28 +76,103 @@ def fetch_json(url: str) -> dict[str, Any]:
     return document
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ProviderKey:
+    """A provider's public key with the JWK members that say what it may verify."""
+
+    key: Any
+    kty: str | None
+    alg: str | None
+    crv: str | None
+
+
+class Cached(Generic[T]):
+    """One document read from the provider, cached; fetched by one thread at a time.
+
+    :meth:`get` answers the cached value at once. It fetches only when there
+    is none yet, or when ``refresh`` asks for it and the last fetch is at
+    least ``refetch_interval`` old. A failed fetch is remembered: until its
+    back-off has passed, callers that need a fetch get
+    :class:`ProviderUnavailable` at once, and the provider sees nothing.
+    Only the thread that fetches holds ``_flight``; the others wait for its
+    result (at most :data:`FETCH_WAIT` seconds) instead of fetching again.
+    """
+
+    def __init__(self, load: Callable[[], T], refetch_interval: float) -> None:
+        self._load = load
+        self._refetch_interval = refetch_interval
+        self._state = threading.Lock()  # guards the fields below; never held while fetching
+        self._flight = threading.Lock()  # held by the one thread that is fetching
+        self.clock: Callable[[], float] = time.monotonic
+        self.value: T | None = None
+        self.error: str | None = None
+        self.failures = 0
+        self.attempts = 0
+        self.next_fetch = 0.0  # on self.clock: no fetch before this
+
+    def get(self, refresh: bool = False) -> T:
+        with self._state:
+            value, attempts = self.value, self.attempts
+            if value is not None and not refresh:
+                return value
+            if self.clock() < self.next_fetch:
+                if self.error is not None:
+                    raise ProviderUnavailable(f"{self.error} (not fetched again before the back-off ends)")
+                if value is not None:
+                    return value  # fetched a moment ago: as fresh as it gets
+        if not self._flight.acquire(timeout=FETCH_WAIT):
+            raise ProviderUnavailable("another request's fetch from the provider is still running")
+        try:
+            with self._state:
+                if self.attempts != attempts:  # another thread fetched while this one waited
+                    if self.error is not None:
+                        raise ProviderUnavailable(self.error)
+                    if self.value is not None:
+                        return self.value
+            try:
+                value = self._load()
+            except ProviderUnavailable as exc:
+                with self._state:
+                    self.attempts += 1
+                    self.failures += 1
+                    self.error = str(exc)
+                    backoff = min(FETCH_BACKOFF_MAX, FETCH_BACKOFF_FIRST * 2 ** (self.failures - 1))
+                    self.next_fetch = self.clock() + backoff
+                raise
+            with self._state:
+                self.attempts += 1
+                self.failures = 0
+                self.error = None
+                self.value = value
+                self.next_fetch = self.clock() + self._refetch_interval
+            return value
+        finally:
+            self._flight.release()
+
+
 class OidcProvider:
     """One configured OpenID provider: its metadata, its keys, its tokens."""
 
     def __init__(self, settings: ProviderSettings, fetch: Fetch = fetch_json) -> None:
         self.settings = settings
         self._fetch = fetch
-        self._lock = threading.Lock()
-        self._discovered: dict[str, Any] | None = None
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._keys_fetched_at = 0.0
+        self.discovery: Cached[dict[str, Any]] = Cached(self._load_discovery, JWKS_REFETCH_INTERVAL)
+        self.jwks: Cached[dict[str, ProviderKey]] = Cached(self._load_keys, JWKS_REFETCH_INTERVAL)
 
     # -- metadata -----------------------------------------------------------
 
+    def _load_discovery(self) -> dict[str, Any]:
+        url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document = self._fetch(url)
+        if document.get("issuer") != self.settings.issuer:
+            raise ProviderUnavailable(f"{url}: issuer {document.get('issuer')!r} does not match")
+        return document
+
     def _discovery(self) -> dict[str, Any]:
-        with self._lock:
-            if self._discovered is None:
-                url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
-                document = self._fetch(url)
-                if document.get("issuer") != self.settings.issuer:
-                    raise ProviderUnavailable(f"{url}: issuer {document.get('issuer')!r} does not match")
-                self._discovered = document
-            return self._discovered
+        return self.discovery.get()
 
     def end_session_endpoint(self) -> str | None:
         if self.settings.end_session_endpoint:
@@ -125,36 +215,32 @@ class OidcProvider:
 
     # -- keys ---------------------------------------------------------------
 
-    def _key(self, kid: str | None) -> jwt.PyJWK:
-        with self._lock:
-            key = self._lookup(kid)
-            due = key is None and time.monotonic() - self._keys_fetched_at >= JWKS_REFETCH_INTERVAL
-            if due:
-                self._keys_fetched_at = time.monotonic()
-        if due:
+    def _load_keys(self) -> dict[str, ProviderKey]:
+        uri = self.jwks_uri()
+        entries = self._fetch(uri).get("keys")
+        if not isinstance(entries, list):
+            raise ProviderUnavailable(f"{uri}: no keys list")
+        keys = {}
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
             try:
-                document = self._fetch(self.jwks_uri())
-            except ProviderUnavailable:
-                with self._lock:
-                    self._keys_fetched_at = 0.0  # let the next token try again
-                raise
-            keys = {}
-            for entry in document.get("keys", []):
-                try:
-                    keys[entry.get("kid", "")] = jwt.PyJWK(entry)
-                except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, AttributeError):
-                    continue  # a key we cannot use (another type, an encryption key)
-            with self._lock:
-                self._keys = keys
-                key = self._lookup(kid)
+                key = jwt.PyJWK(entry).key
+            except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError, AttributeError):
+                continue  # a key we cannot use (another type, an encryption key)
+            kid = entry.get("kid")
+            kty, alg, crv = (v if isinstance(v, str) else None for v in (entry.get(m) for m in ("kty", "alg", "crv")))
+            keys[kid if isinstance(kid, str) else ""] = ProviderKey(key, kty, alg, crv)
+        return keys
+
+    def _key(self, kid: str | None) -> ProviderKey:
+        """The provider key a token names: cached, or fetched (rate-limited) when unknown."""
+        key = _lookup(self.jwks.get(), kid)
+        if key is None:
+            key = _lookup(self.jwks.get(refresh=True), kid)  # key rotation, at most once an interval
         if key is None:
             raise LogoutTokenError("no provider key matches the token's kid")
         return key
-
-    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
-        if kid is not None:
-            return self._keys.get(kid)
-        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
     # -- logout tokens ------------------------------------------------------
 
@@ -176,6 +262,8 @@ class OidcProvider:
         if algorithm not in self.settings.algorithms:
             raise LogoutTokenError(f"algorithm {algorithm!r} is not accepted")
         key = self._key(header.get("kid"))
+        if not _fits(key, algorithm):
+            raise LogoutTokenError(f"algorithm {algorithm!r} does not match the provider key")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -190,7 +278,8 @@ class OidcProvider:
             raise LogoutTokenError("logout token expired") from None
         except jwt.ImmatureSignatureError:
             raise LogoutTokenError("iat is in the future") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # TypeError/ValueError: a key the algorithm cannot use that _fits let through.
             raise LogoutTokenError(f"invalid logout token ({exc.__class__.__name__})") from None
         current = time.time() if now is None else now
         iat = claims["iat"]
@@ -209,6 +298,28 @@ class OidcProvider:
         if not all(v is None or isinstance(v, str) for v in (sid, sub)) or not isinstance(claims["jti"], str):
             raise LogoutTokenError("sid, sub and jti must be strings")
         return claims
+
+
+def _lookup(keys: dict[str, ProviderKey], kid: str | None) -> ProviderKey | None:
+    if kid is not None:
+        return keys.get(kid)
+    return next(iter(keys.values())) if len(keys) == 1 else None
+
+
+#: The JWK ``crv`` each ES algorithm needs (RFC 7518 section 3.4).
+_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+def _fits(key: ProviderKey, algorithm: str) -> bool:
+    """Whether ``algorithm`` can verify with ``key``: the right key type (and
+    curve), and the key's own ``alg`` if it names one (RFC 7517 section 4.4)."""
+    if key.alg is not None and key.alg != algorithm:
+        return False
+    if algorithm in RSA_ALGORITHMS:
+        return key.kty == "RSA"
+    if algorithm in EC_ALGORITHMS:
+        return key.kty == "EC" and key.crv == _CURVES[algorithm]
+    return False
 
 
 class ProviderRegistry:

@@ -501,6 +501,40 @@ class LogoutService:
         signals.reuse_detected.send(self, token=token)
         raise ReuseDetected(detail="rotated refresh token reused; family revoked")
 
+    def verify_for_signout(self, refresh_token: str, *, ip: str | None = None) -> tuple[VerifiedToken, TokenState]:
+        """:meth:`verify` for a sign-out: any genuine refresh token of a live session will do.
+
+        A refresh token rotated out by a refresh (another tab, or a thief who
+        refreshed first) is still accepted, so the victim can end the thief's
+        session and a stale tab can sign out. A sign-out never raises the
+        reuse alarm: ending the session is what the owner wants. Refused as
+        revoked: a token whose session already ended, or whose user signed
+        out everywhere since; expired tokens are refused as expired.
+
+        ``ip`` is the request's address: an API client's token from outside
+        its whitelist is refused (:class:`IPNotAuthorized`) before anything else.
+        """
+        try:
+            verified, state = self.verify(refresh_token, expected_type=REFRESH)
+        except TokenRevoked as revoked:
+            state = getattr(revoked, "state", None)
+            token: VerifiedToken | None = getattr(revoked, "token", None)
+            if state is not None:
+                self.check_ip(state, ip)
+            if (
+                state is None
+                or token is None
+                or state.replaced_by is None  # revoked by a sign-out, not by rotation
+                or state.family_revoked
+                or state.generation != state.current_generation
+            ):
+                raise
+            if token.exp + self.config.leeway <= now():
+                raise TokenExpired(detail="expired") from None
+            return token, state
+        self.check_ip(state, ip)
+        return verified, state
+
     # -- revoking ---------------------------------------------------------
 
     def end_session(self, refresh_token: str, *, ip: str | None = None) -> tuple[VerifiedToken, SsoLogin | None]:
@@ -508,12 +542,13 @@ class LogoutService:
 
         ``ip`` is the request's address (:meth:`request_ip`): an API client's
         token is only honoured from inside the client's whitelist, and from
-        outside it nothing changes (:class:`IPNotAuthorized`).
+        outside it nothing changes (:class:`IPNotAuthorized`). The token may
+        have been rotated out (see :meth:`verify_for_signout`).
 
         Returns the token and, for a session that came through an OpenID
         provider, what is needed to send the user on to its end-session URL.
         """
-        verified, _ = self._verify_refresh(refresh_token, ip=ip)
+        verified, _ = self.verify_for_signout(refresh_token, ip=ip)
         self.revoke_family(verified.fid)
         try:
             return verified, self.store.family_sso(verified.fid)

@@ -5,7 +5,9 @@ Decoding accepts exactly one algorithm, the configured one (RFC 8725 section
 public RSA key). Expiry is *not* checked here: the validator checks it after
 the revocation look-up, so that the order of checks (and thus of answers) is
 the one the API documents give, and so that a cached token is still
-re-checked for expiry on every request.
+re-checked for expiry on every request. ``iat`` and ``nbf`` are checked here,
+with ``LOGOUT_LEEWAY``: a token from a host whose clock is a little fast is
+accepted.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class TokenCodec:
                 options=self._options,
                 issuer=self._config.issuer,
                 audience=self._config.audience,
+                leeway=self._config.leeway,  # for iat and nbf; exp is checked by the caller
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(detail=f"jwt: {exc.__class__.__name__}") from None

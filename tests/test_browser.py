@@ -143,3 +143,54 @@ def test_cross_origin_sign_out_is_refused_and_the_session_survives(browser: Any,
         context.close()
     finally:
         evil.stop()
+
+
+def _login_csrf_page(target: str) -> str:
+    """An attacker's page: a text/plain form whose one field, name=value, spells a JSON body."""
+    name = '{"loginId":"alice@example.com","password":"wonderland","padding":"'
+    return (
+        f'<form method="POST" action="{target}/v1/auth/password/signin" enctype="text/plain">'
+        f"<input type=\"hidden\" name='{name}' value='\"}}'></form>"
+        "<script>document.forms[0].submit()</script>"
+    )
+
+
+@pytest.mark.parametrize("attacker_host", ["127.0.0.1", "localhost"])
+def test_cross_origin_text_plain_sign_in_sets_no_cookie(
+    browser: Any, live_example: LiveServer, attacker_host: str
+) -> None:
+    """Login CSRF: another origin (another port of the same host, or another
+    site, ``localhost``) auto-submits the attacker's credentials as a
+    ``text/plain`` form whose body happens to be JSON. The server refuses it
+    and the victim's browser gets no session cookie."""
+    attacker = Flask("attacker")
+
+    @attacker.get("/")
+    def trap() -> str:
+        return _login_csrf_page(live_example.url)
+
+    evil = LiveServer(attacker)
+    evil_url = evil.url.replace("127.0.0.1", attacker_host)
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        target = f"{live_example.url}/v1/auth/password/signin"
+        with page.expect_response(target) as answer:
+            page.goto(evil_url)
+        response = answer.value
+        assert response.request.headers["content-type"] == "text/plain"
+        assert response.request.headers["origin"] == evil_url
+        assert (response.status, response.json()) == (
+            403,
+            {
+                "errorCode": "E061007",
+                "errorDescription": "Cross-origin request refused",
+                "errorMessage": "Sign-in requests must come from this site's origin",
+            },
+        )
+        assert _auth_cookies(context) == {}
+        page.goto(live_example.url)
+        assert page.inner_text("#status") == "You are signed out."
+        context.close()
+    finally:
+        evil.stop()

@@ -74,10 +74,13 @@ def test_alg_none_is_refused(tmp_path: Any) -> None:
         service.verify(unsigned)
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the app's own 46-byte key
 def test_other_hmac_algorithm_is_refused(tmp_path: Any) -> None:
+    """Signed with the right secret, so only the fixed algorithm list (RFC 8725) refuses it."""
     service = _service(tmp_path, LOGOUT_SECRET_KEY=SECRET)
     real = service.issue_tokens("s", client_id="s").access
-    hs512 = jwt.encode(real.claims, SECRET * 2, algorithm="HS512")
+    hs512 = jwt.encode(real.claims, SECRET, algorithm="HS512")
+    assert jwt.decode(hs512, SECRET, algorithms=["HS512"])["jti"] == real.jti  # a genuine HS512 signature
     with pytest.raises(InvalidToken):
         service.verify(hs512)
 
@@ -160,3 +163,8 @@ def test_claims_must_match_the_issued_record(tmp_path: Any) -> None:
         with pytest.raises(InvalidToken):
             service.verify(forged, expected_type=change.get("typ", "access"))
     assert service.verify(jwt.encode(dict(mine.claims), SECRET, algorithm="HS256"))[0].sub == "victim"
+
+
+def test_jwks_publishes_nothing_under_hmac(tmp_path: Any) -> None:
+    service = _service(tmp_path, LOGOUT_SECRET_KEY=SECRET)
+    assert service.jwks() == {"keys": []}
