@@ -517,21 +517,21 @@ class LogoutService:
         try:
             verified, state = self.verify(refresh_token, expected_type=REFRESH)
         except TokenRevoked as revoked:
-            state = getattr(revoked, "state", None)
-            token: VerifiedToken | None = getattr(revoked, "token", None)
-            if state is not None:
-                self.check_ip(state, ip)
+            rotated: TokenState | None = revoked.state
+            token: VerifiedToken | None = revoked.token
+            if rotated is not None:
+                self.check_ip(rotated, ip)
             if (
-                state is None
+                rotated is None
                 or token is None
-                or state.replaced_by is None  # revoked by a sign-out, not by rotation
-                or state.family_revoked
-                or state.generation != state.current_generation
+                or rotated.replaced_by is None  # revoked by a sign-out, not by rotation
+                or rotated.family_revoked
+                or rotated.generation != rotated.current_generation
             ):
                 raise
             if token.exp + self.config.leeway <= now():
                 raise TokenExpired(detail="expired") from None
-            return token, state
+            return token, rotated
         self.check_ip(state, ip)
         return verified, state
 
