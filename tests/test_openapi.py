@@ -358,3 +358,88 @@ def test_deeply_nested_json_body_is_a_bad_request(live_sqlite: LiveServer, metho
     )
     assert_documented(method, path, response)
     assert response.status_code == 400
+
+
+def test_schemathesis_from_outside_with_every_check_finds_nothing(
+    live_sqlite: LiveServer, tmp_path: pathlib.Path
+) -> None:
+    """The command line, as a user runs it against the served description, with ``--checks all``.
+
+    Beyond the checks above this adds positive and negative data acceptance
+    (every constraint the server enforces is in the schema), ignored
+    authentication, missing required headers, unsupported methods and the
+    stateful phase. The one configured exception is the OIDC-mandated 400 for
+    a JWT-shaped back-channel logout token that does not verify (see
+    tests/schemathesis.toml).
+    """
+    import subprocess
+    import sys
+
+    cli = pathlib.Path(sys.executable).parent / "schemathesis"
+    config = pathlib.Path(__file__).resolve().parent / "schemathesis.toml"
+    command = [
+        str(cli),
+        "--config-file",
+        str(config),
+        "run",
+        f"{live_sqlite.url}/openapi.yaml",
+        "--checks",
+        "all",
+        "--max-examples",
+        "15",
+        "--seed",
+        "1",
+        "--suppress-health-check",
+        "all",
+        "--no-color",
+        "--workers",
+        "1",
+    ]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    summary = run.stdout[-3000:]
+    assert run.returncode == 0, summary
+    assert "failure" not in run.stdout.splitlines()[-1], summary
+    operations = sum(len(item) for item in DOCUMENT["paths"].values())
+    assert f"Selected: {operations}/{operations}" in run.stdout, summary
+    assert f"Tested: {operations}" in run.stdout, summary
+
+
+@pytest.mark.parametrize(
+    ("path", "schema_of", "body", "status"),
+    [
+        ("/auth/login", "ClientLoginRequest", {"client_id": "demo-client", "client_secret": "demo\x00secret"}, 400),
+        ("/auth/login", "ClientLoginRequest", {"client_id": "demo\x00client", "client_secret": "demo-secret"}, 400),
+        ("/auth/login", "ClientLoginRequest", {"client_id": "demo-client", "client_secret": "s" * 257}, 400),
+        ("/auth/login", "ClientLoginRequest", {"client_id": "c" * 201, "client_secret": "demo-secret"}, 400),
+        ("/session/token", "SessionSignInRequest", {"email": "alice@example.com", "password": "a\x00b"}, 400),
+        ("/v1/auth/password/signin", "DescopeSignInRequest", {"loginId": "alice\x00", "password": "wonderland"}, 400),
+    ],
+)
+def test_every_constraint_the_server_enforces_is_in_the_schema(
+    live_sqlite: LiveServer, path: str, schema_of: str, body: dict[str, Any], status: int
+) -> None:
+    """A request the server refuses as malformed is one the description calls invalid
+    (so Schemathesis' positive data is never refused, and its negative data always is)."""
+    import jsonschema
+
+    component = DOCUMENT["components"]["schemas"][schema_of]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, component)
+    response = requests.post(f"{live_sqlite.url}{path}", json=body, timeout=10)
+    assert response.status_code == status, response.text
+    assert_documented("POST", path, response)
+
+
+def test_a_logout_token_that_is_not_a_jwt_is_schema_invalid(live_sqlite: LiveServer) -> None:
+    import jsonschema
+
+    operation = DOCUMENT["paths"]["/oidc/backchannel-logout/{provider}"]["post"]
+    form = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"logout_token": "0"}, form)
+    jsonschema.validate({"logout_token": "a.b.c"}, form)
+    response = requests.post(
+        f"{live_sqlite.url}/oidc/backchannel-logout/{DEMO_IDP}", data={"logout_token": "0"}, timeout=10
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
