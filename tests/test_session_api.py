@@ -491,13 +491,12 @@ def test_the_front_end_signs_out_exactly_when_the_credential_is_dead(
             cases.append(("revoked", call(revoked["refresh_token"]), True))
             first = sign_in(client)
             refresh(client, first["refresh_token"])
-            real_time = service_module.time.time
-            monkeypatch.setattr(service_module.time, "time", lambda: real_time() + 6)
+            real_time, real_now = service_module.time.time, service_module.now
+            monkeypatch.setattr(service_module.time, "time", lambda real_time=real_time: real_time() + 6)
             cases.append(("reused", call(first["refresh_token"]), True))
             monkeypatch.setattr(service_module.time, "time", real_time)
-            real_now = service_module.now
             expiring = sign_in(client)
-            monkeypatch.setattr(service_module, "now", lambda: real_now() + 31 * 24 * 3600)
+            monkeypatch.setattr(service_module, "now", lambda real_now=real_now: real_now() + 31 * 24 * 3600)
             cases.append(("expired", call(expiring["refresh_token"]), True))
             monkeypatch.setattr(service_module, "now", real_now)
             gone = sign_in(client)
@@ -572,8 +571,6 @@ def test_session_dialect_under_a_url_prefix(database_uri: str, rsa_pem: str) -> 
 
 
 def test_every_dialect_can_be_prefixed(database_uri: str, rsa_pem: str) -> None:
-    from example_app import PROJECT_ID
-
     prefixes = {"client": "/c", "descope": "/d/e", "session": "/s", "oauth": "/o"}
     app = create_app(example_settings(database_uri, rsa_pem, LOGOUT_URL_PREFIXES=__import__("json").dumps(prefixes)))
     try:
@@ -582,9 +579,7 @@ def test_every_dialect_can_be_prefixed(database_uri: str, rsa_pem: str) -> None:
             assert path in rules
         for path in ("/auth/login", "/v1/auth/logout", "/session/token", "/oauth/revoke"):
             assert path not in rules
-        assert f"/d/e/v2/keys/{PROJECT_ID}" in {
-            r.rule.replace("<project_id>", PROJECT_ID) for r in app.url_map.iter_rules()
-        }
+        assert any(rule.startswith("/d/e/v2/keys/") for rule in rules)
     finally:
         get_service(app).close()
 
