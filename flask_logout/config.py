@@ -143,6 +143,20 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "API dialects whose blueprints are registered: " + ", ".join(DIALECTS) + ".",
     ),
     SettingDoc(
+        "LOGOUT_URL_PREFIXES",
+        "dict[str, str]",
+        "`{}` (every dialect at the root)",
+        'URL prefix per dialect, e.g. `{"session": "/api/v4"}` mounts `/api/v4/session/token`; a path that '
+        "starts with `/` and does not end with `/`.",
+    ),
+    SettingDoc(
+        "LOGOUT_SESSION_HTTP_STATUS",
+        "bool",
+        "`False`",
+        "Session dialect failures: `False` answers HTTP 200 with the error in `code`, as Cloudreve and its front "
+        "end do; `True` answers real HTTP statuses (400, 401, 403, 413, 501, 503) with the same body.",
+    ),
+    SettingDoc(
         "LOGOUT_CLIENT_SECRET_HASH",
         "str",
         "`hmac-sha256`",
@@ -307,6 +321,8 @@ class LogoutConfig:
     trusted_proxies: int = 0
     trusted_proxy_cidrs: CidrSet | None = None
     dialects: tuple[str, ...] = ("client",)
+    url_prefixes: dict[str, str] = field(default_factory=dict)
+    session_http_status: bool = False
     secret_hash_method: str = DEFAULT_SECRET_HASH_METHOD
     client_secret_key: bytes | None = field(default=None, repr=False)
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
@@ -406,6 +422,8 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
     if project_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", project_id):
         raise ConfigError("LOGOUT_DESCOPE_PROJECT_ID", f"must be 1-128 letters, digits, '_' or '-', not {project_id!r}")
     secret_hash_method = _hash_method(settings.get("LOGOUT_CLIENT_SECRET_HASH", DEFAULT_SECRET_HASH_METHOD))
+    protected_paths = _paths(settings)
+    url_prefixes = _url_prefixes(settings, protected_paths)
     return LogoutConfig(
         algorithm=algorithm,
         signing_key=signing_key,
@@ -417,11 +435,13 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         audience=_optional_str(settings, "LOGOUT_AUDIENCE"),
         leeway=leeway,
         database_uri=_optional_str(settings, "LOGOUT_DATABASE_URI") or default_database_uri,
-        protected_paths=_paths(settings),
+        protected_paths=protected_paths,
         exempt_methods=frozenset(m.upper() for m in _strings(settings, "LOGOUT_EXEMPT_METHODS", ("OPTIONS",))),
         trusted_proxies=_int(settings, "LOGOUT_TRUSTED_PROXIES", 0),
         trusted_proxy_cidrs=_cidrs("LOGOUT_TRUSTED_PROXY_CIDRS", proxy_cidrs) if proxy_cidrs else None,
         dialects=dialects,
+        url_prefixes=url_prefixes,
+        session_http_status=_bool(settings, "LOGOUT_SESSION_HTTP_STATUS", False),
         secret_hash_method=secret_hash_method,
         client_secret_key=_client_secret_key(settings, secret_hash_method),
         token_cache_size=_int(settings, "LOGOUT_TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE),
@@ -538,6 +558,46 @@ def _cookie_settings(settings: Mapping[str, Any]) -> CookieSettings:
         samesite=samesite.capitalize(),
         clear_site_data=_bool(settings, "LOGOUT_CLEAR_SITE_DATA", False),
     )
+
+
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+")
+
+
+def _url_prefixes(settings: Mapping[str, Any], protected: tuple[str, ...]) -> dict[str, str]:
+    """``LOGOUT_URL_PREFIXES``: dialect name -> a path like ``/api/v4`` (no trailing '/').
+
+    A prefix inside a protected path is refused: the bearer middleware would
+    then demand an access token of sign-in, refresh and sign-out, which
+    cannot have one.
+    """
+    name = "LOGOUT_URL_PREFIXES"
+    raw = settings.get(name) or {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(name, "is not valid JSON") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(name, f"must map dialect names to path prefixes, not {raw!r}")
+    prefixes = {}
+    for dialect, prefix in raw.items():
+        if dialect not in DIALECTS:
+            raise ConfigError(name, f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix) or {".", ".."} & set(prefix.split("/")):
+            raise ConfigError(
+                f"{name}[{dialect!r}]",
+                f"must be a path that starts with '/' and does not end with '/' (like '/api/v4'), not {prefix!r}",
+            )
+        for path in protected:
+            base = path.rstrip("/")
+            if prefix == base or prefix.startswith(base + "/"):
+                raise ConfigError(
+                    f"{name}[{dialect!r}]",
+                    f"{prefix!r} is inside LOGOUT_PROTECTED_PATHS entry {path!r}: the bearer middleware would refuse "
+                    "the dialect's sign-in, refresh and sign-out; protect narrower paths (such as '/api/v4/file')",
+                )
+        prefixes[dialect] = prefix
+    return prefixes
 
 
 def _origins(settings: Mapping[str, Any]) -> frozenset[str]:

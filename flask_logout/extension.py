@@ -11,6 +11,7 @@ registers the blueprints of the configured dialects and, when
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ EXTENSION_KEY = "flask_logout"
 CredentialsLoader = Callable[[str, str], "dict[str, Any] | None"]
 #: ``user_id -> user dict or None``; see :meth:`LogoutManager.user_loader`.
 UserLoader = Callable[[str], "dict[str, Any] | None"]
+#: ``user_id -> str or None``; see :meth:`LogoutManager.credential_version_loader`.
+CredentialVersionLoader = Callable[[str], "str | None"]
 
 
 @dataclass
@@ -54,8 +57,10 @@ class LogoutManager:
     def __init__(self, app: Flask | None = None, *, db: SQLAlchemy | None = None) -> None:
         self.db = db
         self._app: Flask | None = None
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self.check_credentials: CredentialsLoader | None = None
         self.load_user: UserLoader | None = None
+        self.load_credential_version: CredentialVersionLoader | None = None
         if app is not None:
             self.init_app(app)
 
@@ -80,6 +85,25 @@ class LogoutManager:
         self.load_user = callback
         return callback
 
+    def credential_version_loader(self, callback: CredentialVersionLoader) -> CredentialVersionLoader:
+        """Register the function that returns a user's credential version.
+
+        Any string that changes when the user's password (or other
+        credential) changes: the password hash itself, its salt, or a
+        counter. A keyed hash of it goes into every refresh token issued to
+        the user (claim ``cvh``), and every refresh, in every dialect,
+        compares it with the current version: a refresh token issued before
+        a password change is refused and its session ended, even when the
+        password was changed without calling
+        :meth:`LogoutService.credentials_changed`. ``None`` means no version
+        is known (the user is gone): the refresh is refused. See
+        docs/password-change.md.
+        """
+        self.load_credential_version = callback
+        for app in self._apps:
+            get_service(app).credential_version = callback
+        return callback
+
     def _user_exists(self, user_id: str) -> bool:
         """Whether the user_loader still knows ``user_id`` (True without a user_loader)."""
         return self.load_user is None or self.load_user(user_id) is not None
@@ -99,23 +123,26 @@ class LogoutManager:
             store.create_all()
         service = LogoutService(config, store)
         service.user_exists = self._user_exists  # every refresh asks the user_loader
+        service.credential_version = self.load_credential_version
         app.extensions[EXTENSION_KEY] = _State(self, service)
+        self._apps.add(app)
+        prefixes = config.url_prefixes  # LOGOUT_URL_PREFIXES: e.g. {"session": "/api/v4"}
         if "client" in config.dialects:
             from .dialects.client_api import bp as client_bp
 
-            app.register_blueprint(client_bp)
+            app.register_blueprint(client_bp, url_prefix=prefixes.get("client"))
         if "descope" in config.dialects:
             from .dialects.descope import bp as descope_bp
 
-            app.register_blueprint(descope_bp)
+            app.register_blueprint(descope_bp, url_prefix=prefixes.get("descope"))
         if "session" in config.dialects:
             from .dialects.session import bp as session_bp
 
-            app.register_blueprint(session_bp)
+            app.register_blueprint(session_bp, url_prefix=prefixes.get("session"))
         if "oauth" in config.dialects:
             from .dialects.oauth import bp as oauth_bp
 
-            app.register_blueprint(oauth_bp)
+            app.register_blueprint(oauth_bp, url_prefix=prefixes.get("oauth"))
         from .cli import logout_cli
 
         if "logout" not in app.cli.commands:

@@ -8,6 +8,7 @@ middleware call only this class, so revocation and verification exist once.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -60,6 +61,8 @@ MAX_CLIENT_SECRET_LENGTH = 256
 HMAC_HASH_PREFIX = HMAC_SECRET_HASH + "$"
 
 ENVIRON_TOKEN = "flask_logout.token"  # noqa: S105 (an environ key)
+#: Label of the key that hashes credential versions into the ``cvh`` claim.
+CREDENTIAL_KEY_LABEL = b"flask-logout credential version v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,12 @@ class LogoutService:
         #: (the Flask extension sets it from ``user_loader``), every refresh
         #: of an end user's token asks it first; see :meth:`refresh`.
         self.user_exists: Callable[[str], bool] | None = None
+        #: ``user_id -> str | None``: the user's credential version (a password
+        #: hash, its salt, a counter). When set (the Flask extension sets it
+        #: from ``credential_version_loader``), an end user's refresh tokens
+        #: carry a keyed hash of it (claim ``cvh``) and every refresh compares
+        #: it with the current one; see :meth:`credentials_changed`.
+        self.credential_version: Callable[[str], str | None] | None = None
 
     @classmethod
     def from_settings(
@@ -254,11 +263,12 @@ class LogoutService:
         family = _new_id()
         if self._keys_pending:
             self._ensure_keys()
+        cvh = self._credential_hash(subject) if client_id is None else None
         try:
             with self.store.transaction() as conn:
                 generation = self.store.current_generation(conn, principal)
                 self.store.record_family(conn, family, principal, sso)
-                pair, rows = self._mint(subject, client_id, family, generation, _issued_at)
+                pair, rows = self._mint(subject, client_id, family, generation, _issued_at, cvh=cvh)
                 self.store.record_tokens(conn, rows)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
@@ -266,7 +276,14 @@ class LogoutService:
         return pair
 
     def _mint(
-        self, subject: str, client_id: str | None, family: str, generation: int, issued_at: int | None = None
+        self,
+        subject: str,
+        client_id: str | None,
+        family: str,
+        generation: int,
+        issued_at: int | None = None,
+        *,
+        cvh: str | None = None,
     ) -> tuple[TokenPair, list[TokenRow]]:
         issued = now() if issued_at is None else issued_at
         principal = principal_key(subject, client_id)
@@ -284,6 +301,8 @@ class LogoutService:
             }
             if client_id is not None:
                 claims["cid"] = client_id
+            if cvh is not None and typ == REFRESH:
+                claims["cvh"] = cvh
             if self.config.issuer:
                 claims["iss"] = self.config.issuer  # the claims handed out are the claims signed
             if self.config.audience:
@@ -450,9 +469,17 @@ class LogoutService:
         if verified.cid is None and self.user_exists is not None and not self.user_exists(verified.sub):
             self.revoke_family(verified.fid)
             raise TokenRevoked(detail="the user no longer exists")
+        cvh = verified.claims.get("cvh")
+        if verified.cid is None and self.credential_version is not None:
+            current = self._credential_hash(verified.sub)
+            if current is None or not isinstance(cvh, str) or not hmac.compare_digest(cvh, current):
+                self.revoke_family(verified.fid)
+                raise TokenRevoked(detail="the user's credentials changed")
         try:
             with self.store.transaction() as conn:
-                pair, rows = self._mint(verified.sub, verified.cid, verified.fid, verified.gen)
+                pair, rows = self._mint(
+                    verified.sub, verified.cid, verified.fid, verified.gen, cvh=cvh if isinstance(cvh, str) else None
+                )
                 if not self.store.revoke_token(verified.jti, conn, replaced_by=pair.refresh.jti):
                     raise TokenRevoked(detail="refresh token already rotated")
                 self.store.record_tokens(conn, rows)
@@ -537,7 +564,9 @@ class LogoutService:
 
     # -- revoking ---------------------------------------------------------
 
-    def end_session(self, refresh_token: str, *, ip: str | None = None) -> tuple[VerifiedToken, SsoLogin | None]:
+    def end_session(
+        self, refresh_token: str, *, ip: str | None = None, idempotent: bool = False
+    ) -> tuple[VerifiedToken, SsoLogin | None]:
         """Sign out the session of a refresh token: revoke its family in one write.
 
         ``ip`` is the request's address (:meth:`request_ip`): an API client's
@@ -545,15 +574,50 @@ class LogoutService:
         outside it nothing changes (:class:`IPNotAuthorized`). The token may
         have been rotated out (see :meth:`verify_for_signout`).
 
+        With ``idempotent``, a genuine refresh token whose session already
+        ended, or that has expired, is a success too (its family is revoked,
+        a no-op when it already was): signing out what is signed out is
+        done. Only a token we did not issue (forged, malformed, unknown, an
+        access token) is refused, with :class:`InvalidToken`.
+
         Returns the token and, for a session that came through an OpenID
         provider, what is needed to send the user on to its end-session URL.
         """
-        verified, _ = self.verify_for_signout(refresh_token, ip=ip)
+        try:
+            verified, _ = self.verify_for_signout(refresh_token, ip=ip)
+        except (TokenRevoked, TokenExpired):
+            if not idempotent:
+                raise
+            verified = self._genuine_refresh(refresh_token, ip=ip)
         self.revoke_family(verified.fid)
         try:
             return verified, self.store.family_sso(verified.fid)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
+
+    def _genuine_refresh(self, refresh_token: str, *, ip: str | None) -> VerifiedToken:
+        """A refresh token we issued, live or not: signature, type, and the store's row.
+
+        Raises :class:`InvalidToken` for anything else, and
+        :class:`IPNotAuthorized` for an API client's token from outside its whitelist.
+        """
+        verified = self._decode(refresh_token)
+        if verified.typ != REFRESH:
+            raise WrongTokenType(detail=f"{verified.typ} token where {REFRESH} expected")
+        try:
+            state = self.store.lookup(verified.jti)
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        if (
+            state is None
+            or state.typ != verified.typ
+            or state.subject != verified.principal
+            or state.family != verified.fid
+            or state.generation != verified.gen
+        ):
+            raise UnknownToken(detail="unknown token")
+        self.check_ip(state, ip)
+        return verified
 
     def revoke_presented(self, token: str, *, client_id: str | None = None, any_client: bool = False) -> str:
         """RFC 7009 revocation of a token string.
@@ -615,6 +679,40 @@ class LogoutService:
     def revoke_user(self, user_id: str) -> None:
         """End every session and token of an end user (O(1))."""
         self.revoke_principal(principal_key(user_id, None))
+
+    def credentials_changed(self, user_id: str) -> None:
+        """End every session and token of an end user whose password (or other
+        credential) changed: one write, seen by every process (O(1)).
+
+        The same as :meth:`revoke_user`, under the name to call from a
+        password change. Sessions signed in after this call are not touched.
+        """
+        self.revoke_user(user_id)
+
+    def _credential_hash(self, user_id: str) -> str | None:
+        """The ``cvh`` claim for ``user_id``: a keyed hash of its credential version.
+
+        Keyed (HMAC-SHA256 with a key derived from the configured secret), so
+        the claim does not disclose the version (a counter, a hash's salt) to
+        whoever reads the token. ``None`` without a loader, or when the
+        loader knows no version for the user.
+        """
+        if self.credential_version is None:
+            return None
+        version = self.credential_version(user_id)
+        if version is None:
+            return None
+        if not isinstance(version, str):
+            raise TypeError("the credential_version_loader must return a str or None")
+        key = self.config.client_secret_key
+        if key is None:
+            raise RuntimeError(
+                "a credential version loader needs a secret: set LOGOUT_SECRET_KEY, SECRET_KEY or "
+                "LOGOUT_CLIENT_SECRET_KEY"
+            )
+        mac = hmac.new(hmac.new(key, CREDENTIAL_KEY_LABEL, hashlib.sha256).digest(), digestmod=hashlib.sha256)
+        mac.update(user_id.encode("utf-8") + b"\x00" + version.encode("utf-8"))
+        return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
 
     def revoke_client(self, client_id: str) -> None:
         """End every token of an API client."""

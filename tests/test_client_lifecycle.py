@@ -36,8 +36,9 @@ from .conftest import (
 )
 
 ALLOWED = {"X-Forwarded-For": "203.0.113.9"}  # inside LOCKED's whitelist (one trusted proxy)
-REVOKED_SESSION = {"data": None, "code": 40032, "msg": "Refresh token revoked, please sign in again", "error": None}
-OUTSIDE_SESSION = {"data": None, "code": 40301, "msg": "IP address not authorized", "error": None}
+#: The session dialect answers Cloudreve's codes with HTTP 200 (docs/session.md).
+REVOKED_SESSION = {"data": None, "code": 40020, "msg": "Failed to issue token pair"}
+OUTSIDE_SESSION = {"data": None, "code": 403, "msg": "IP address not authorized"}
 
 
 def _session_body(response: httpx.Response) -> dict[str, Any]:
@@ -265,7 +266,7 @@ def _all_endpoints(project_id: str) -> list[tuple[str, str, dict[str, str], int,
         "errorMessage": "The request body must be at most 16384 bytes",
     }
     oauth = {"error": "invalid_request", "error_description": "the request body must be at most 16384 bytes"}
-    session = {"data": None, "code": 41301, "msg": "Request body must be at most 16384 bytes", "error": None}
+    session = {"data": None, "code": 40001, "msg": "Request body must be at most 16384 bytes"}
     auth = {"Authorization": f"Bearer {project_id}:x"}
     return [
         ("POST", "/auth/login", {}, 413, client),
@@ -275,9 +276,10 @@ def _all_endpoints(project_id: str) -> list[tuple[str, str, dict[str, str], int,
         ("POST", "/v1/auth/logoutall", auth, 400, descope),
         ("POST", "/v1/auth/refresh", auth, 400, descope),
         ("POST", "/v1/auth/password/signin", {}, 400, descope),
-        ("POST", "/session/token", {}, 413, session),
-        ("POST", "/session/token/refresh", {}, 413, session),
-        ("DELETE", "/session/token", {}, 413, session),
+        ("POST", "/session/token", {}, 200, session),
+        ("POST", "/session/token/refresh", {}, 200, session),
+        ("DELETE", "/session/token", {}, 200, session),
+        ("DELETE", "/session/token/all", {}, 200, session),
         ("POST", "/oidc/backchannel-logout/demo-idp", {}, 413, oauth),
         ("POST", "/oauth/revoke", {}, 413, oauth),
     ]
@@ -322,7 +324,7 @@ def example(database_uri: str, rsa_pem: str) -> Iterator[LiveServer]:
 
 def _sign_in(http: httpx.Client) -> dict[str, str]:
     response = http.post("/session/token", json={"email": "alice@example.com", "password": "wonderland"})
-    assert response.status_code == 200
+    assert (response.status_code, response.json()["code"]) == (200, 0)
     return response.json()["data"]["token"]  # type: ignore[no-any-return]
 
 
@@ -331,7 +333,8 @@ def test_refresh_of_a_deleted_user_is_refused_and_ends_the_session(example: Live
     manager = get_manager(example.app)
     with httpx.Client(base_url=example.url) as http:
         tokens = _sign_in(http)
-        assert http.post(path, json={"refresh_token": tokens["refresh_token"]}).status_code == 200
+        first = http.post(path, json={"refresh_token": tokens["refresh_token"]})
+        assert first.status_code == 200 and first.json().get("code", 0) == 0
         tokens = _sign_in(http)
         real_loader = manager.load_user
         manager.load_user = lambda user_id: None  # the application deleted the user
@@ -342,12 +345,15 @@ def test_refresh_of_a_deleted_user_is_refused_and_ends_the_session(example: Live
         if path == "/auth/refresh":
             assert (response.status_code, response.json()) == (401, INVALID)
         else:
-            assert (response.status_code, _session_body(response)) == (401, REVOKED_SESSION)
+            assert (response.status_code, _session_body(response)) == (200, REVOKED_SESSION)
         # The session is over, even once the user is back.
         me = http.get("/api/me", headers=bearer(tokens["access_token"]))
         assert (me.status_code, me.json()) == (401, INVALID)
         again = http.post(path, json={"refresh_token": tokens["refresh_token"]})
-        assert again.status_code == 401
+        if path == "/auth/refresh":
+            assert again.status_code == 401
+        else:
+            assert (again.status_code, _session_body(again)) == (200, REVOKED_SESSION)
 
 
 def test_client_tokens_are_not_passed_to_the_user_loader(example: LiveServer) -> None:
@@ -376,9 +382,9 @@ def test_locked_client_sign_out_from_outside_changes_nothing(live: LiveServer) -
         # The live token, and the rotated one (reuse detection's trigger), from outside the whitelist:
         for token in (current["refresh_token"], first["refresh_token"]):
             out = http.request("DELETE", "/session/token", json={"refresh_token": token})
-            assert (out.status_code, _session_body(out)) == (403, OUTSIDE_SESSION)
+            assert (out.status_code, _session_body(out)) == (200, OUTSIDE_SESSION)
             refresh = http.post("/session/token/refresh", json={"refresh_token": token})
-            assert (refresh.status_code, _session_body(refresh)) == (403, OUTSIDE_SESSION)
+            assert (refresh.status_code, _session_body(refresh)) == (200, OUTSIDE_SESSION)
             client_api = http.post("/auth/refresh", json={"refresh_token": token})
             assert (client_api.status_code, client_api.json()) == (403, FORBIDDEN)
         # Nothing changed: the family lives and the token refreshes from inside.

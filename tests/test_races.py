@@ -21,7 +21,8 @@ from .conftest import INVALID, example_settings
 
 THREADS = 8
 #: The exact refusal of a revoked refresh token (a 503 must never pass for it).
-REVOKED = (401, {"data": None, "code": 40032, "msg": "Refresh token revoked, please sign in again", "error": None})
+#: Cloudreve's protocol: HTTP 200, code 40020 (CodeCredentialInvalid).
+REVOKED = (200, {"data": None, "code": 40020, "msg": "Failed to issue token pair"})
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_sign_out_racing_a_refresh_storm_leaves_nothing_alive(app: Any) -> None:
             with lock:
                 token = current["refresh"]
             response = client.post("/session/token/refresh", json={"refresh_token": token})
-            if response.status_code == 200:
+            if response.get_json()["code"] == 0:  # failures are HTTP 200 too (Cloudreve)
                 data = response.get_json()["data"]
                 with lock:
                     minted.append(data)
@@ -70,7 +71,7 @@ def test_sign_out_racing_a_refresh_storm_leaves_nothing_alive(app: Any) -> None:
         with lock:
             token = current["refresh"]
         response = signer.delete("/session/token", json={"refresh_token": token})
-        if response.status_code == 200:
+        if response.get_json()["code"] == 0:
             answered = response.get_json()
             break
     assert answered == {"data": None, "code": 0, "msg": ""}
@@ -106,7 +107,7 @@ def test_two_sign_outs_at_once_both_end_the_session(app: Any) -> None:
     for thread in threads:
         thread.join()
     signed_out = (200, {"data": None, "code": 0, "msg": ""})
-    assert all(code in (signed_out, REVOKED) for code in codes) and signed_out in codes, codes
+    assert codes == [signed_out] * THREADS, codes  # sign-out is idempotent: every one succeeds
     with pytest.raises(TokenRevoked):
         service.verify(pair.access_token)
 
@@ -171,7 +172,7 @@ def test_two_processes_refresh_storm_and_sign_out(postgres_uri: str, rsa_pem: st
                     with lock:
                         token = current["refresh"]
                     response = http.post(f"{url}/session/token/refresh", json={"refresh_token": token})
-                    if response.status_code == 200:
+                    if response.json()["code"] == 0:
                         with lock:
                             minted.append(response.json()["data"])
                             current["refresh"] = minted[-1]["refresh_token"]
@@ -188,7 +189,7 @@ def test_two_processes_refresh_storm_and_sign_out(postgres_uri: str, rsa_pem: st
                 with lock:
                     token = current["refresh"]
                 response = http.request("DELETE", f"{b.url}/session/token", json={"refresh_token": token})
-                if response.status_code == 200:
+                if response.json()["code"] == 0:
                     answered = response.json()
                     break
         assert answered == {"data": None, "code": 0, "msg": ""}

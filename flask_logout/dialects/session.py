@@ -5,18 +5,24 @@ refresh token within the family; a rotated token presented again after the
 grace window revokes the family (reuse detection). Sign-out needs no
 ``Authorization`` header: the refresh token in the body is the credential,
 and it revokes every refresh and access token of its family in one write,
-leaving the user's other sessions alone.
+leaving the user's other sessions alone. Sign-out is idempotent: any
+genuine refresh token of the session answers success, even once the session
+has ended. ``DELETE /session/token/all`` (an extension) ends every session
+of the token's user.
 
 For a session that came through an OpenID provider, sign-out answers the
 provider's end-session URL in ``data`` (OIDC RP-Initiated Logout 1.0); the
 provider's back-channel logout tokens arrive at
 ``POST /oidc/backchannel-logout/<provider>`` (Back-Channel Logout 1.0).
 
-Answers are ``{"data", "code", "msg"}`` with ``code`` 0; failures carry a
-non-zero ``code`` from :data:`ERRORS`, a human ``msg``, ``error`` (the
-internal detail, only when the app runs in debug mode) and a
-``correlation_id`` that is also sent as ``X-Correlation-ID`` and written to
-the log line of the failure.
+Answers speak Cloudreve v4's protocol (the API document's envelope is
+Cloudreve's ``serializer.Response``): ``{"data", "code", "msg"}`` with
+``code`` 0; a failure is HTTP 200 (a real status with
+``LOGOUT_SESSION_HTTP_STATUS``) with a non-zero ``code`` and ``msg`` from
+:data:`ERRORS`, Cloudreve's own codes and messages, ``error`` (the internal
+detail, only when the app runs in debug mode) and a ``correlation_id``:
+the inbound ``X-Cr-Correlation-Id`` when it is a UUID, else a new one. It is
+also sent as ``X-Correlation-ID`` and written to the log line of the failure.
 """
 
 from __future__ import annotations
@@ -29,15 +35,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import (
     InvalidToken,
     IPNotAuthorized,
     LogoutError,
-    ReuseDetected,
     StoreUnavailable,
     TokenExpired,
-    TokenRevoked,
 )
 from ..extension import get_manager
 from ..oidc import LogoutTokenError, ProviderUnavailable
@@ -50,6 +55,8 @@ logger = logging.getLogger("flask_logout")
 bp = Blueprint("flask_logout_session", __name__)
 
 CORRELATION_HEADER = "X-Correlation-ID"
+#: The request header Cloudreve takes a correlation id from (``pkg/request/request.go``).
+INBOUND_CORRELATION_HEADER = "X-Cr-Correlation-Id"
 
 
 @dataclass(frozen=True)
@@ -61,21 +68,31 @@ class SessionError:
     msg: str
 
 
-#: The documented error table: name -> code, HTTP status, message.
+#: The documented error table: name -> code, HTTP status (with
+#: ``LOGOUT_SESSION_HTTP_STATUS``; otherwise every failure is HTTP 200),
+#: message. Codes and messages are Cloudreve v4's (``pkg/serializer/error.go``,
+#: ``service/user/login.go``, ``routers/controllers/main.go``): its front end
+#: signs the user out locally on 40020 and 401 only, so 40020 means "this
+#: credential is dead" and nothing else does.
 ERRORS: dict[str, SessionError] = {
-    "bad_body": SessionError(40001, 400, "Request body must be a JSON object"),
-    "missing_refresh_token": SessionError(40002, 400, "refresh_token is required"),
-    "bad_refresh_token_type": SessionError(40003, 400, "refresh_token must be a string"),
-    "bad_credentials_fields": SessionError(40004, 400, "email and password must be non-empty strings"),
-    "bad_credentials": SessionError(40020, 401, "Wrong email or password"),
-    "ip_not_authorized": SessionError(40301, 403, "IP address not authorized"),
-    "body_too_large": SessionError(41301, 413, f"Request body must be at most {MAX_BODY_BYTES} bytes"),
-    "invalid_refresh_token": SessionError(40030, 401, "Invalid refresh token"),
-    "expired_refresh_token": SessionError(40031, 401, "Refresh token expired, please sign in again"),
-    "revoked_refresh_token": SessionError(40032, 401, "Refresh token revoked, please sign in again"),
-    "reused_refresh_token": SessionError(40033, 401, "Refresh token reuse detected, the session has been signed out"),
-    "signin_disabled": SessionError(50101, 501, "Sign-in is not configured on this server"),
-    "store_down": SessionError(50301, 503, "Token store unavailable, try again later"),
+    # Cloudreve's ParamErr (CodeParamErr), with the messages of its JSON binding.
+    "bad_json": SessionError(40001, 400, "Parameter error"),
+    "bad_field_type": SessionError(40001, 400, "JSON marshall error"),
+    "missing_refresh_token": SessionError(40001, 400, "RefreshToken cannot be empty"),
+    "missing_email": SessionError(40001, 400, "Email cannot be empty"),
+    "missing_password": SessionError(40001, 400, "Password cannot be empty"),
+    "body_too_large": SessionError(40001, 413, f"Request body must be at most {MAX_BODY_BYTES} bytes"),
+    # CodeInvalidPassword: not 40020, which would sign the current session out in the front end.
+    "bad_credentials": SessionError(40080, 401, "Incorrect password or email address"),
+    # CodeCredentialInvalid: the refresh token is dead (invalid, expired, revoked, reused, user gone).
+    "refresh_failed": SessionError(40020, 401, "Failed to issue token pair"),
+    "signout_failed": SessionError(40020, 401, "Failed to parse token"),
+    # CodeNoPermissionErr: the token lives, but not from this address; the front end keeps it.
+    "ip_not_authorized": SessionError(403, 403, "IP address not authorized"),
+    # CodeFeatureNotEnabled.
+    "signin_disabled": SessionError(40019, 501, "This feature is not enabled"),
+    # CodeDBError: transient; the front end keeps the user and may retry.
+    "store_down": SessionError(50001, 503, "Database operation failed."),
 }
 
 
@@ -86,27 +103,41 @@ class SessionFailure(Exception):
         self.detail = detail
 
 
+def correlation_id() -> str:
+    """The request's inbound ``X-Cr-Correlation-Id`` if it is a UUID (not the nil UUID), else a new one.
+
+    Cloudreve's ``middleware.InitializeHandling`` does the same; the value is
+    answered in its canonical form only, so a header cannot put other text
+    into the answer or the log.
+    """
+    raw = request.headers.get(INBOUND_CORRELATION_HEADER, "")
+    if 0 < len(raw) <= 64:
+        try:
+            inbound = uuid.UUID(raw)
+        except ValueError:
+            inbound = None
+        if inbound is not None and inbound.int:
+            return str(inbound)
+    return str(uuid.uuid4())
+
+
 def failure_response(failure: SessionFailure) -> Response:
-    correlation_id = str(uuid.uuid4())
+    cid = correlation_id()
     logger.warning(
         "flask_logout: %s %s failed: code=%s correlation_id=%s detail=%s",
         request.method,
         request.path,
         failure.error.code,
-        correlation_id,
+        cid,
         failure.detail or "-",
     )
-    response = jsonify(
-        {
-            "data": None,
-            "code": failure.error.code,
-            "msg": failure.error.msg,
-            "error": (failure.detail or failure.error.msg) if current_app.debug else None,
-            "correlation_id": correlation_id,
-        }
-    )
-    response.status_code = failure.error.status
-    response.headers[CORRELATION_HEADER] = correlation_id
+    body: dict[str, Any] = {"data": None, "code": failure.error.code, "msg": failure.error.msg}
+    if current_app.debug:  # Cloudreve: only outside gin's release mode
+        body["error"] = failure.detail or failure.error.msg
+    body["correlation_id"] = cid
+    response = jsonify(body)
+    response.status_code = failure.error.status if _service().config.session_http_status else 200
+    response.headers[CORRELATION_HEADER] = cid
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -115,7 +146,7 @@ def failure_response(failure: SessionFailure) -> Response:
 def _limit_body() -> Response | None:
     if not body_too_large():
         return None
-    if request.path.startswith("/oidc/backchannel-logout/"):  # answers in its own (OAuth) envelope
+    if request.endpoint == "flask_logout_session.backchannel_logout":  # answers in its own (OAuth) envelope
         return _backchannel_error(413, "invalid_request", f"the request body must be at most {MAX_BODY_BYTES} bytes")
     raise SessionFailure("body_too_large")
 
@@ -131,20 +162,14 @@ def _core_error(error: LogoutError) -> Response:
 
 
 def translate(error: LogoutError) -> SessionFailure:
-    """Map a core error to the session error table."""
-    if isinstance(error, ReuseDetected):
-        return SessionFailure("reused_refresh_token", error.detail)
-    if isinstance(error, TokenRevoked):
-        return SessionFailure("revoked_refresh_token", error.detail)
-    if isinstance(error, TokenExpired):
-        return SessionFailure("expired_refresh_token", error.detail)
-    if isinstance(error, InvalidToken):
-        return SessionFailure("invalid_refresh_token", error.detail)
+    """Map a core error to the session error table (refresh; sign-out maps its own)."""
     if isinstance(error, StoreUnavailable):
         return SessionFailure("store_down", error.detail)
     if isinstance(error, IPNotAuthorized):
         return SessionFailure("ip_not_authorized", error.detail)
-    return SessionFailure("invalid_refresh_token", error.detail or error.message)
+    # Invalid, expired, revoked, reused, or its user gone or re-credentialed:
+    # one answer, as in Cloudreve (the detail is logged and shown in debug).
+    return SessionFailure("refresh_failed", error.detail or error.message)
 
 
 def success(data: Any) -> Response:
@@ -159,19 +184,31 @@ def _service() -> LogoutService:
 
 def _json_object() -> dict[str, Any]:
     data = json_body()
+    if data is None:
+        raise SessionFailure("bad_json")  # empty, or not JSON
     if not isinstance(data, dict):
-        raise SessionFailure("bad_body")
+        raise SessionFailure("bad_field_type")  # JSON, but not an object
     return data
 
 
+def _strings(data: dict[str, Any], *fields: tuple[str, str]) -> list[str]:
+    """The named string fields, checked in Cloudreve's order: types first, then presence."""
+    for field, _ in fields:
+        if data.get(field) is not None and not isinstance(data[field], str):
+            raise SessionFailure("bad_field_type")
+    values = []
+    for field, missing in fields:
+        value = data.get(field)
+        if not value:
+            raise SessionFailure(missing)
+        if not is_text(value):
+            raise SessionFailure("bad_json", f"{field} is not valid text")
+        values.append(value)
+    return values
+
+
 def _refresh_token() -> str:
-    data = _json_object()
-    if "refresh_token" not in data or data["refresh_token"] is None:
-        raise SessionFailure("missing_refresh_token")
-    token = data["refresh_token"]
-    if not isinstance(token, str):
-        raise SessionFailure("bad_refresh_token_type")
-    return token
+    return _strings(_json_object(), ("refresh_token", "missing_refresh_token"))[0]
 
 
 def _rfc3339(epoch: int) -> str:
@@ -190,10 +227,7 @@ def token_object(pair: TokenPair) -> dict[str, str]:
 
 @bp.post("/session/token")
 def sign_in() -> Response:
-    data = _json_object()
-    email, password = data.get("email"), data.get("password")
-    if not is_text(email) or not is_text(password):
-        raise SessionFailure("bad_credentials_fields")
+    email, password = _strings(_json_object(), ("email", "missing_email"), ("password", "missing_password"))
     check = get_manager().check_credentials
     if check is None:
         raise SessionFailure("signin_disabled", "no credentials_loader is registered")
@@ -218,8 +252,35 @@ def refresh() -> Response:
 
 @bp.delete("/session/token")
 def sign_out() -> Response:
+    """Idempotent: a genuine refresh token of the session signs out, even once the session ended."""
     service = _service()
-    _, sso = service.end_session(_refresh_token(), ip=service.request_ip(request.environ))
+    token = _refresh_token()
+    try:
+        _, sso = service.end_session(token, ip=service.request_ip(request.environ), idempotent=True)
+    except InvalidToken as exc:  # not a token we issued: forged, malformed, unknown, an access token
+        raise SessionFailure("signout_failed", exc.detail) from None
+    return success(_end_session_url(service, sso) if sso is not None else None)
+
+
+@bp.delete("/session/token/all")
+def sign_out_everywhere() -> Response:
+    """Extension (Cloudreve has none): end every session of the token's user.
+
+    Needs a token of a live session (a rotated-out one will do): ending the
+    user's other sessions is more than ending one's own, so a token whose
+    session already ended cannot do it (40020, and the front end signs out).
+    """
+    service = _service()
+    token = _refresh_token()
+    try:
+        verified, _ = service.verify_for_signout(token, ip=service.request_ip(request.environ))
+    except (InvalidToken, TokenExpired) as exc:
+        raise SessionFailure("signout_failed", exc.detail) from None
+    service.logout_all(verified)
+    try:
+        sso = service.store.family_sso(verified.fid)
+    except SQLAlchemyError:
+        sso = None  # every session is already ended; only the provider URL is lost
     return success(_end_session_url(service, sso) if sso is not None else None)
 
 
