@@ -94,6 +94,11 @@ def signed_out_reason() -> str | None:
     return cast("str | None", g.get(_SIGNED_OUT))
 
 
+def get_current_user() -> dict[str, Any] | None:
+    """The signed-in user of this request (see :data:`current_user`), as a plain value."""
+    return _load_current_user()
+
+
 def _load_current_user() -> dict[str, Any] | None:
     if _USER in g:
         return cast("dict[str, Any] | None", g.get(_USER))
@@ -108,7 +113,8 @@ def _load_current_user() -> dict[str, Any] | None:
 
 #: The signed-in user of this request, as the manager's ``user_loader``
 #: returns it (``{"userId": ...}`` without one); ``None`` when the request
-#: has no user token (no token, or an API client's).
+#: has no user token (no token, or an API client's). A proxy, for templates;
+#: :func:`get_current_user` returns the value itself (to serialise it, say).
 current_user: dict[str, Any] | None = cast("dict[str, Any] | None", LocalProxy(_load_current_user))
 
 

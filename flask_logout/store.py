@@ -275,7 +275,8 @@ def open_store(
     try:
         store = SQLStore(make_engine(uri, timeout=timeout), metadata)
     except ModuleNotFoundError as exc:
-        extra = " (pip install 'flask-logout[postgres]')" if url.get_backend_name() == "postgresql" else ""
+        psycopg = (exc.name or "").startswith("psycopg")
+        extra = ": install the postgres extra, pip install 'flask-logout[postgres]'" if psycopg else ""
         raise ConfigError(
             "LOGOUT_DATABASE_URI", f"{shown} needs the {exc.name} driver, which is not installed{extra}"
         ) from None
