@@ -380,7 +380,9 @@ def password_signin() -> Response:
     if user is None or not isinstance(user_id, str) or not user_id:
         raise DescopeFailure("bad_credentials", "The login id or password is wrong")
     user = {"loginIds": [login_id], **user}
-    pair = service.issue_tokens(user_id)
+    pair = service.issue_tokens(
+        user_id, user_agent=request.user_agent.string or None, ip=service.request_ip(request.environ)
+    )
     return _tokens_response(service, pair, user)
 
 
