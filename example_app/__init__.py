@@ -21,11 +21,21 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Blueprint, Flask, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from flask_logout import LogoutError, LogoutManager, SsoLogin, current_token, get_service
-from flask_logout.cookies import clear_auth_cookies, set_auth_cookies
+from flask_logout import (
+    AuthError,
+    LogoutManager,
+    SsoLogin,
+    cookie_required,
+    current_token,
+    current_token_or_none,
+    get_current_user,
+    get_service,
+    signed_out_reason,
+)
+from flask_logout.cookies import clear_auth_cookies, from_foreign_page, set_auth_cookies
 
 PROJECT_ID = "P2flasklogoutdemo"
 DEMO_IDP = "demo-idp"
@@ -103,49 +113,11 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
 
     _seed(app)
 
-    @app.get("/")
-    def index() -> Any:
-        """The web page: who is signed in, their sessions, and the sign-out buttons."""
-        service = get_service(app)
-        cookies = service.config.cookies
-        token, pair = None, None
-        session_cookie = request.cookies.get(cookies.session_name)
-        if session_cookie:
-            try:
-                token, _ = service.verify(session_cookie)
-            except LogoutError:
-                token = None
-        refresh_cookie = request.cookies.get(cookies.refresh_name)
-        if token is None and refresh_cookie:
-            # Silent refresh: the session cookie lapsed but the refresh cookie lives.
-            try:
-                pair = service.refresh(refresh_cookie)
-                token = pair.access
-            except LogoutError:
-                pair = None
-        user = load_user(token.sub) if token is not None else None
-        sessions = service.live_sessions(token.sub) if token is not None else []
-        response = make_response(
-            render_template("index.html", user=user, token=token, sessions=sessions, project_id=PROJECT_ID)
-        )
-        response.headers["Cache-Control"] = "no-store"
-        if pair is not None:
-            set_auth_cookies(
-                response,
-                cookies,
-                pair.access_token,
-                pair.refresh_token,
-                session_max_age=service.config.access_ttl,
-                refresh_max_age=service.config.refresh_ttl,
-            )
-        elif token is None and (session_cookie or refresh_cookie):
-            clear_auth_cookies(response, cookies)  # revoked elsewhere: drop the dead cookies
-        return response
+    app.register_blueprint(_web_pages(manager))
 
     @app.get("/api/me")
     def me() -> Any:
-        token = current_token()
-        assert token is not None  # the middleware guarantees it under /api
+        token = current_token()  # the middleware verified it: never None here
         if token.cid is not None:
             return jsonify({"success": True, "data": {"client_id": token.cid}})
         return jsonify({"success": True, "data": {"user_id": token.sub}})
@@ -175,6 +147,122 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     return app
+
+
+def _web_pages(manager: LogoutManager) -> Blueprint:
+    """The web page: forms that work without JavaScript, on the session cookies.
+
+    ``@cookie_required`` reads the session cookie, renews it silently with
+    the refresh cookie, clears dead ones and checks the origin of every POST.
+    """
+    web = Blueprint("web", __name__)
+
+    @web.errorhandler(AuthError)
+    def _back_to_the_page(error: AuthError) -> Any:
+        # A form post whose session is gone, or that came from another origin:
+        # the page (signed out), not an API envelope.
+        if error.status == 403:
+            return render_page(error=error.message, status=403)
+        return redirect(url_for("web.index"), code=303)
+
+    def render_page(error: str | None = None, status: int = 200, confirm: bool = False) -> Any:
+        token = current_token_or_none()
+        service = get_service()
+        sessions = service.live_sessions(token.sub) if token is not None and token.cid is None else []
+        response = make_response(
+            render_template(
+                "index.html",
+                user=get_current_user() if token is not None else None,
+                token=token,
+                sessions=sessions,
+                project_id=PROJECT_ID,
+                reason=signed_out_reason(),
+                error=error,
+                confirm=confirm,
+            ),
+            status,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @web.get("/")
+    @cookie_required(optional=True)
+    def index() -> Any:
+        """Who is signed in, their sessions (device, address), and the sign-out forms."""
+        return render_page()
+
+    @web.post("/signin")
+    def sign_in() -> Any:
+        service = get_service()
+        if from_foreign_page(request.environ, service.config.trusted_origins):
+            return render_page(error="Sign-in requests must come from this site's origin", status=403)
+        check = manager.check_credentials
+        assert check is not None
+        user = check(request.form.get("loginId", ""), request.form.get("password", ""))
+        if user is None:
+            return render_page(error="The email or password is wrong", status=401)
+        pair = service.issue_tokens(
+            user["userId"],
+            sso=user.get("sso"),
+            user_agent=request.user_agent.string or None,
+            ip=service.request_ip(request.environ),
+        )
+        response = redirect(url_for("web.index"), code=303)
+        set_auth_cookies(
+            response,
+            service.config.cookies,
+            pair.access_token,
+            pair.refresh_token,
+            session_max_age=service.config.access_ttl,
+            refresh_max_age=service.config.refresh_ttl,
+        )
+        return response
+
+    def signed_out() -> Any:
+        response = redirect(url_for("web.index"), code=303)
+        clear_auth_cookies(response, get_service().config.cookies)
+        return response
+
+    @web.post("/signout")
+    @cookie_required
+    def sign_out() -> Any:
+        get_service().revoke_family(current_token().fid)
+        return signed_out()
+
+    @web.post("/signout-everywhere")
+    @cookie_required
+    def sign_out_everywhere() -> Any:
+        if request.form.get("confirm") != "yes":
+            return render_page(confirm=True)  # asks first, with or without JavaScript
+        get_service().revoke_user(current_token().sub)
+        return signed_out()
+
+    @web.post("/sessions/end")
+    @cookie_required
+    def end_session() -> Any:
+        """End one other session of this user (a lost phone, say)."""
+        token = current_token()
+        family = request.form.get("session", "")
+        service = get_service()
+        if family != token.fid and any(s.family == family for s in service.live_sessions(token.sub)):
+            service.revoke_family(family)
+        return redirect(url_for("web.index"), code=303)
+
+    @web.app_template_filter("device")
+    def device(user_agent: str | None) -> str:
+        """A short name for a user agent: browser and system, else the start of it."""
+        if not user_agent:
+            return "unknown device"
+        browser = next((b for b in ("Edg", "Firefox", "Chrome", "Safari", "curl", "python") if b in user_agent), None)
+        system = next((o for o in ("Android", "iPhone", "Windows", "Mac OS", "Linux") if o in user_agent), None)
+        if browser is None:
+            return user_agent[:40]
+        name = {"Edg": "Edge", "python": "Python"}.get(browser, browser)
+        if "HeadlessChrome" in user_agent:
+            name = "Headless Chrome"
+        return f"{name} on {system}" if system else name
+
+    return web
 
 
 def _base_url(app: Flask) -> str:

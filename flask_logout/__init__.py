@@ -7,6 +7,7 @@ from .config import ConfigError, LogoutConfig, load_config
 from .errors import (
     AuthError,
     BadRequest,
+    CrossOriginRequest,
     InvalidCredentials,
     InvalidToken,
     IPNotAuthorized,
@@ -18,21 +19,34 @@ from .errors import (
     TokenRevoked,
 )
 from .extension import LogoutManager, get_service
-from .helpers import current_token, token_required
+from .helpers import (
+    cookie_required,
+    current_token,
+    current_token_or_none,
+    current_user,
+    get_claims,
+    get_current_user,
+    get_identity,
+    signed_out_reason,
+    token_optional,
+    token_required,
+)
 from .middleware import BearerMiddleware
 from .proxies import client_ip
-from .service import LogoutService, TokenPair
-from .store import SQLStore, SsoLogin, make_engine
+from .service import RESERVED_CLAIMS, LogoutService, TokenPair
+from .store import SessionInfo, SQLStore, SsoLogin, make_engine
 from .tokens import VerifiedToken
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RESERVED_CLAIMS",
     "AuthError",
     "BadRequest",
     "BearerMiddleware",
     "CidrSet",
     "ConfigError",
+    "CrossOriginRequest",
     "IPNotAuthorized",
     "InvalidCredentials",
     "InvalidToken",
@@ -43,6 +57,7 @@ __all__ = [
     "MissingAuthorization",
     "ReuseDetected",
     "SQLStore",
+    "SessionInfo",
     "SsoLogin",
     "StoreUnavailable",
     "TokenExpired",
@@ -51,9 +66,17 @@ __all__ = [
     "VerifiedToken",
     "__version__",
     "client_ip",
+    "cookie_required",
     "current_token",
+    "current_token_or_none",
+    "current_user",
+    "get_claims",
+    "get_current_user",
+    "get_identity",
     "get_service",
     "load_config",
     "make_engine",
+    "signed_out_reason",
+    "token_optional",
     "token_required",
 ]

@@ -625,8 +625,12 @@ def _float(settings: Mapping[str, Any], name: str, default: float, *, allow_zero
 def _replication(settings: Mapping[str, Any]) -> dict[str, Any]:
     interval = _float(settings, "LOGOUT_SYNC_INTERVAL", 1.0)
     staleness = _float(settings, "LOGOUT_MAX_STALENESS", max(10.0, 3 * interval))
-    if staleness <= interval:
-        raise ConfigError("LOGOUT_MAX_STALENESS", f"{staleness} must be longer than LOGOUT_SYNC_INTERVAL ({interval})")
+    if staleness < 3 * interval:
+        raise ConfigError(
+            "LOGOUT_MAX_STALENESS",
+            f"{staleness:g} s is too short for LOGOUT_SYNC_INTERVAL = {interval:g} s: it must be at least 3 x the "
+            f"sync interval ({3 * interval:g} s), so that a slow sync or two do not refuse every request",
+        )
     return {
         "strict": _bool(settings, "LOGOUT_STRICT", False),
         "sync_interval": interval,

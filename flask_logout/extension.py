@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 
 from .config import load_config
+from .errors import LogoutError
 from .middleware import BearerMiddleware
 from .service import LogoutService
-from .store import SQLStore, make_engine
+from .store import SQLStore, open_store
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -34,6 +35,8 @@ CredentialsLoader = Callable[[str, str], "dict[str, Any] | None"]
 UserLoader = Callable[[str], "dict[str, Any] | None"]
 #: ``user_id -> str or None``; see :meth:`LogoutManager.credential_version_loader`.
 CredentialVersionLoader = Callable[[str], "str | None"]
+#: ``(error, response) -> response or None``; see :meth:`LogoutManager.error_handler`.
+ErrorHandler = Callable[[LogoutError, Response], Any]
 
 
 @dataclass
@@ -61,6 +64,7 @@ class LogoutManager:
         self.check_credentials: CredentialsLoader | None = None
         self.load_user: UserLoader | None = None
         self.load_credential_version: CredentialVersionLoader | None = None
+        self.handle_error: ErrorHandler | None = None
         if app is not None:
             self.init_app(app)
 
@@ -104,6 +108,25 @@ class LogoutManager:
             get_service(app).credential_version = callback
         return callback
 
+    def error_handler(self, callback: ErrorHandler) -> ErrorHandler:
+        """Register the function that shapes every refusal flask-logout answers in Flask.
+
+        It is called with the error (a :class:`~flask_logout.errors.LogoutError`
+        subclass: its ``status`` and ``message``) and the response the library
+        would send (the bearer middleware's, a decorator's, or a dialect's, in
+        that dialect's envelope), and returns a replacement (anything a view
+        may return) or ``None`` to keep the response. Errors that a dialect
+        raises on its own (a malformed body, say) come as a plain
+        ``LogoutError`` with the status and message of the dialect's answer.
+
+        ``@app.errorhandler(TokenRevoked)`` (any subclass) and
+        ``@app.errorhandler(401)`` also work for the middleware and the
+        decorators; a dialect's endpoints answer in their own envelope and
+        reach only this hook.
+        """
+        self.handle_error = callback
+        return callback
+
     def _user_exists(self, user_id: str) -> bool:
         """Whether the user_loader still knows ``user_id`` (True without a user_loader)."""
         return self.load_user is None or self.load_user(user_id) is not None
@@ -118,8 +141,8 @@ class LogoutManager:
             assert config.database_uri is not None
             if config.database_uri == default_uri:
                 os.makedirs(app.instance_path, exist_ok=True)
-            store = SQLStore(make_engine(config.database_uri, timeout=config.store_timeout))
-        if config.create_tables:
+            store = open_store(config.database_uri, timeout=config.store_timeout, create_tables=config.create_tables)
+        if db is not None and config.create_tables:
             store.create_all()
         service = LogoutService(config, store)
         service.user_exists = self._user_exists  # every refresh asks the user_loader
@@ -127,6 +150,9 @@ class LogoutManager:
         app.extensions[EXTENSION_KEY] = _State(self, service)
         self._apps.add(app)
         prefixes = config.url_prefixes  # LOGOUT_URL_PREFIXES: e.g. {"session": "/api/v4"}
+        # Refusals of the middleware and the decorators: through Flask's
+        # handlers, after an app's own handler for the class or the status.
+        app.register_error_handler(LogoutError, answer_logout_error)
         if "client" in config.dialects:
             from .dialects.client_api import bp as client_bp
 
@@ -152,7 +178,9 @@ class LogoutManager:
 
             app.add_url_rule(config.health_path, "flask_logout_health", flask_view(service))
         if config.protected_paths:
-            app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
+            app.wsgi_app = BearerMiddleware(  # type: ignore[method-assign]
+                app.wsgi_app, service, on_refusal=_refusal_through(app)
+            )
         if self._app is None:
             self._app = app
 
@@ -179,6 +207,77 @@ def _state(app: Any) -> _State:
     except (KeyError, AttributeError):
         raise RuntimeError("flask_logout is not initialised on this app: call LogoutManager(app)") from None
     return state
+
+
+def finish_error(response: Response, error: LogoutError | None = None) -> Response:
+    """Give the application's :meth:`LogoutManager.error_handler` its say on a refusal.
+
+    ``error`` is the core error behind ``response``; without one (a
+    dialect's own failure) a plain :class:`LogoutError` carries the
+    response's status and ``message``.
+    """
+    state = current_app.extensions.get(EXTENSION_KEY)
+    handler = state.manager.handle_error if state is not None else None
+    if handler is None:
+        return response
+    if error is None:
+        error = LogoutError(_message_of(response))
+        error.status = response.status_code
+    result = handler(error, response)
+    return response if result is None else current_app.make_response(result)
+
+
+def _message_of(response: Response) -> str:
+    body = response.get_json(silent=True)
+    if isinstance(body, dict):
+        for key in ("errorMessage", "msg", "error_description", "message"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return LogoutError.message
+
+
+def answer_logout_error(error: LogoutError) -> Any:
+    """The app-wide handler of :class:`LogoutError`: an app's ``errorhandler``
+    for the status code, else the client-API envelope through
+    :func:`finish_error`. (An app's handler for the class itself, say
+    ``TokenRevoked``, is more specific and is chosen by Flask before this.)"""
+    from werkzeug.exceptions import default_exceptions
+
+    http_class = default_exceptions.get(error.status)
+    if http_class is not None:
+        http_error = http_class(description=error.message)
+        http_error.flask_logout_error = error  # type: ignore[attr-defined]
+        answered = current_app.handle_http_exception(http_error)
+        if answered is not http_error:
+            return answered
+    from .dialects.client_api import error_response
+
+    return finish_error(error_response(error), error)
+
+
+def _refusal_through(app: Flask) -> Callable[..., Any]:
+    """The middleware's refusal, answered by Flask: its error handlers run, then
+    ``after_request`` (Flask-CORS), as for any other answer. Only refused
+    requests take this path; a verified one goes straight to the app."""
+
+    def refuse(environ: Any, start_response: Any, error: LogoutError) -> Any:
+        ctx = app.request_context(environ)
+        failure: BaseException | None = None
+        try:
+            try:
+                ctx.push()
+                response = app.finalize_request(app.handle_user_exception(error))
+            except Exception as exc:
+                failure = exc
+                response = app.handle_exception(exc)
+            return response(environ, start_response)
+        finally:
+            ctx.pop(failure)
+
+    return refuse
 
 
 def _has_app_context() -> bool:

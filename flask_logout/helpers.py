@@ -1,43 +1,283 @@
-"""Functions Flask views call."""
+"""Functions and decorators Flask views use.
+
+``@token_required`` guards a view with a bearer access token (API clients,
+SPAs); ``@cookie_required`` guards a page or a browser-facing endpoint with
+the session cookies the library sets at sign-in (``DS``, refreshed silently
+with ``DSR``). Both work on ``async def`` views, both have an optional mode,
+and both *raise* their refusals (subclasses of
+:class:`~flask_logout.errors.LogoutError`), so Flask's error handlers,
+``after_request`` functions and extensions such as Flask-CORS see them. The
+extension answers them in the client-API envelope unless the application
+registered its own handler (``@app.errorhandler(TokenRevoked)``,
+``@app.errorhandler(401)`` or :meth:`LogoutManager.error_handler`).
+
+Inside a guarded view, :func:`current_token` returns the verified token (never
+``None``, so typed code needs no check), :func:`get_identity` its subject
+and :func:`get_claims` its claims; :data:`current_user` is the user dict the
+manager's ``user_loader`` returns for it.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
-from flask import request
+from flask import Response, after_this_request, g, request
+from werkzeug.local import LocalProxy
 
-from .errors import LogoutError
-from .extension import get_service
-from .service import ENVIRON_TOKEN
+from .cookies import clear_auth_cookies, same_origin, set_auth_cookies
+from .errors import (
+    CrossOriginRequest,
+    InvalidToken,
+    LogoutError,
+    MissingAuthorization,
+    ReuseDetected,
+    TokenExpired,
+    TokenRevoked,
+)
+from .extension import get_manager, get_service
+from .service import ENVIRON_TOKEN, TokenPair, bearer_token
 from .tokens import VerifiedToken
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Methods that change nothing: a cookie-authenticated request with any other
+#: method must come from the site's own origin (CSRF defence).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: The message of a cookie-guarded view reached without a session cookie.
+SIGN_IN_REQUIRED = "Sign-in required"
 
-def current_token() -> VerifiedToken | None:
-    """The token the middleware or :func:`token_required` verified for this request."""
+_SIGNED_OUT = "_flask_logout_signed_out"
+_USER = "_flask_logout_user"
+
+
+def current_token() -> VerifiedToken:
+    """The token verified for this request by the middleware or a decorator.
+
+    Raises ``RuntimeError`` in a request that has none (a view that is not
+    guarded, or an optional one called without a token): use
+    :func:`current_token_or_none` there.
+    """
+    token = request.environ.get(ENVIRON_TOKEN)
+    if token is None:
+        raise RuntimeError(
+            "no verified token in this request: guard the view with @token_required or @cookie_required "
+            "(or LOGOUT_PROTECTED_PATHS), or call current_token_or_none()"
+        )
+    return cast(VerifiedToken, token)
+
+
+def current_token_or_none() -> VerifiedToken | None:
+    """The verified token of this request, or ``None`` (optional authentication)."""
     return cast("VerifiedToken | None", request.environ.get(ENVIRON_TOKEN))
 
 
-def token_required(view: F) -> F:
-    """Require a live access token on one view (same checks and answers as the middleware).
+def get_identity() -> str:
+    """The subject of this request's token: the user id, or an API client's id."""
+    return current_token().sub
 
-    Errors are answered in the client-API envelope.
+
+def get_claims() -> dict[str, Any]:
+    """Every claim of this request's token, custom claims included."""
+    return current_token().claims
+
+
+def signed_out_reason() -> str | None:
+    """Why a cookie-guarded request found its session dead, if it did.
+
+    ``"revoked"`` (signed out elsewhere, or every session ended),
+    ``"expired"`` or ``"invalid"``; ``None`` when the session lives or there
+    was none. The cookies are cleared in the same answer.
     """
+    return cast("str | None", g.get(_SIGNED_OUT))
+
+
+def get_current_user() -> dict[str, Any] | None:
+    """The signed-in user of this request (see :data:`current_user`), as a plain value."""
+    return _load_current_user()
+
+
+def _load_current_user() -> dict[str, Any] | None:
+    if _USER in g:
+        return cast("dict[str, Any] | None", g.get(_USER))
+    token = current_token_or_none()
+    user: dict[str, Any] | None = None
+    if token is not None and token.cid is None:
+        loader = get_manager().load_user
+        user = loader(token.sub) if loader is not None else {"userId": token.sub}
+    setattr(g, _USER, user)
+    return user
+
+
+#: The signed-in user of this request, as the manager's ``user_loader``
+#: returns it (``{"userId": ...}`` without one); ``None`` when the request
+#: has no user token (no token, or an API client's). A proxy, for templates;
+#: :func:`get_current_user` returns the value itself (to serialise it, say).
+current_user: dict[str, Any] | None = cast("dict[str, Any] | None", LocalProxy(_load_current_user))
+
+
+def _guard(check: Callable[[], None], view: F) -> F:
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            check()
+            return await view(*args, **kwargs)
+
+        return cast(F, async_wrapper)
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if request.environ.get(ENVIRON_TOKEN) is None:
-            from .dialects.client_api import error_response
-
-            try:
-                verified = get_service().authenticate(request.environ)
-            except LogoutError as error:
-                return error_response(error)
-            request.environ[ENVIRON_TOKEN] = verified
-            request.environ["flask_logout.claims"] = verified.claims
+        check()
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def _check_bearer(optional: bool) -> None:
+    environ = request.environ
+    if environ.get(ENVIRON_TOKEN) is not None:
+        return  # the middleware verified it already
+    if optional and not environ.get("HTTP_AUTHORIZATION", "").strip():
+        return
+    verified = get_service().authenticate(environ)
+    environ[ENVIRON_TOKEN] = verified
+    environ["flask_logout.claims"] = verified.claims
+
+
+@overload
+def token_required(view: F, /) -> F: ...
+@overload
+def token_required(*, optional: bool = False) -> Callable[[F], F]: ...
+def token_required(view: F | None = None, /, *, optional: bool = False) -> F | Callable[[F], F]:
+    """Require a live access token (``Authorization: Bearer``) on one view.
+
+    The same checks as the middleware. Use it bare (``@token_required``) or
+    as ``@token_required(optional=True)``: then a request without an
+    ``Authorization`` header reaches the view with no token
+    (:func:`current_token_or_none` is ``None``), while a bad token is still
+    refused. Works on ``def`` and ``async def`` views.
+    """
+    if view is None:
+        return lambda inner: _guard(lambda: _check_bearer(optional), inner)
+    return _guard(lambda: _check_bearer(optional), view)
+
+
+def token_optional(view: F) -> F:
+    """``@token_required(optional=True)``."""
+    return _guard(lambda: _check_bearer(True), view)
+
+
+def _check_cookie(optional: bool) -> None:
+    environ = request.environ
+    if environ.get(ENVIRON_TOKEN) is not None:
+        return
+    service = get_service()
+    if environ.get("HTTP_AUTHORIZATION", "").strip():
+        # An API client calling a cookie-guarded endpoint: its bearer decides (no CSRF risk).
+        environ[ENVIRON_TOKEN] = service.authenticate_token(bearer_token(environ["HTTP_AUTHORIZATION"]), environ)
+        return
+    cookies = service.config.cookies
+    session_cookie = request.cookies.get(cookies.session_name)
+    refresh_cookie = request.cookies.get(cookies.refresh_name)
+    if not session_cookie and not refresh_cookie:
+        if optional:
+            return
+        raise MissingAuthorization(SIGN_IN_REQUIRED, detail="no session cookie")
+    if request.method not in SAFE_METHODS and not same_origin(environ, service.config.trusted_origins):
+        raise CrossOriginRequest(detail="cookie-authenticated request from another origin")
+    failure: LogoutError | None = None
+    verified: VerifiedToken | None = None
+    if session_cookie:
+        try:
+            verified = service.authenticate_token(session_cookie, environ)
+        except (InvalidToken, TokenExpired) as error:
+            failure = error
+    if verified is None and refresh_cookie:
+        try:
+            pair = service.refresh(refresh_cookie, ip=service.request_ip(environ))
+        except (InvalidToken, TokenExpired) as error:
+            if _rotated_by_another_tab(error):
+                # Another request refreshed with this cookie a moment ago and
+                # its answer carries the new cookies: do not clear them.
+                return _refused(optional, error, clear=False)
+            if not isinstance(failure, TokenRevoked):
+                failure = error  # a revocation says most; else the refresh's answer
+        else:
+            verified = pair.access
+            _set_cookies_on_answer(pair)
+    if verified is None:
+        assert failure is not None
+        return _refused(optional, failure, clear=True)
+    environ[ENVIRON_TOKEN] = verified
+    environ["flask_logout.claims"] = verified.claims
+
+
+def _rotated_by_another_tab(error: LogoutError) -> bool:
+    if not isinstance(error, TokenRevoked) or isinstance(error, ReuseDetected):
+        return False
+    state = error.state
+    return state is not None and state.replaced_by is not None and not state.family_revoked
+
+
+def _refused(optional: bool, error: LogoutError, *, clear: bool) -> None:
+    reason = (
+        "revoked" if isinstance(error, TokenRevoked) else "expired" if isinstance(error, TokenExpired) else "invalid"
+    )
+    setattr(g, _SIGNED_OUT, reason)
+    if clear:
+        settings = get_service().config.cookies
+
+        @after_this_request
+        def _clear(response: Response) -> Response:
+            clear_auth_cookies(response, settings)
+            return response
+
+    if not optional:
+        raise error
+
+
+def _set_cookies_on_answer(pair: TokenPair) -> None:
+    service = get_service()
+
+    @after_this_request
+    def _set(response: Response) -> Response:
+        set_auth_cookies(
+            response,
+            service.config.cookies,
+            pair.access_token,
+            pair.refresh_token,
+            session_max_age=service.config.access_ttl,
+            refresh_max_age=service.config.refresh_ttl,
+        )
+        return response
+
+
+@overload
+def cookie_required(view: F, /) -> F: ...
+@overload
+def cookie_required(*, optional: bool = False) -> Callable[[F], F]: ...
+def cookie_required(view: F | None = None, /, *, optional: bool = False) -> F | Callable[[F], F]:
+    """Require a live browser session (the ``DS`` and ``DSR`` cookies) on one view.
+
+    * the session cookie is verified like a bearer token (the hot path: no
+      query for a token this process has seen);
+    * when it has lapsed, the refresh cookie renews the session silently and
+      the answer carries both new cookies;
+    * when both are dead (signed out elsewhere, every session ended), the
+      answer clears them, :func:`signed_out_reason` says why, and the view is
+      refused (401) or, with ``optional=True``, runs signed out;
+    * a request with any method but GET, HEAD, OPTIONS or TRACE must come
+      from the site's own origin or ``LOGOUT_TRUSTED_ORIGINS`` (``Origin``,
+      else ``Referer``), or it is refused with 403 ``Cross-origin request
+      refused`` before anything else (CSRF defence);
+    * a request with an ``Authorization`` header is checked as a bearer
+      token instead (API clients need no cookie and no origin check).
+
+    Works on ``def`` and ``async def`` views.
+    """
+    if view is None:
+        return lambda inner: _guard(lambda: _check_cookie(optional), inner)
+    return _guard(lambda: _check_cookie(optional), view)

@@ -64,6 +64,8 @@ ENVIRON_CLAIMS = "flask_logout.claims"
 
 #: Renders an error as ``(status line, headers, body)``.
 ErrorRenderer = Callable[[LogoutError], "tuple[str, list[tuple[str, str]], bytes]"]
+#: Answers a refused request itself: ``(environ, start_response, error) -> body``.
+RefusalHandler = Callable[["WSGIEnvironment", "StartResponse", LogoutError], Iterable[bytes]]
 
 _REASONS = {
     400: "Bad Request",
@@ -168,6 +170,9 @@ class BearerMiddleware:
         ``LOGOUT_EXEMPT_METHODS`` (``OPTIONS``, for CORS pre-flight).
     :param render_error: turns an error into status, headers and body;
         defaults to the client-API envelope.
+    :param on_refusal: answers a refused request instead of ``render_error``;
+        the Flask extension passes one that answers through Flask's own
+        response cycle (error handlers, ``after_request``, Flask-CORS).
     """
 
     def __init__(
@@ -178,6 +183,7 @@ class BearerMiddleware:
         *,
         exempt_methods: Iterable[str] | None = None,
         render_error: ErrorRenderer = render_client_api_error,
+        on_refusal: RefusalHandler | None = None,
     ) -> None:
         self.app = app
         self.service = service
@@ -193,6 +199,7 @@ class BearerMiddleware:
         methods = exempt_methods if exempt_methods is not None else service.config.exempt_methods
         self.exempt_methods = frozenset(m.upper() for m in methods)
         self.render_error = render_error
+        self.on_refusal = on_refusal
 
     def _matches(self, path: str) -> bool:
         return path in self._exact or path.startswith(self._prefixes)
@@ -246,6 +253,8 @@ class BearerMiddleware:
             verified = self.service.authenticate(environ)
         except LogoutError as error:
             logger.info("flask_logout: refused %s %s: %s", environ.get("REQUEST_METHOD"), path, error.detail)
+            if self.on_refusal is not None:
+                return self.on_refusal(environ, start_response, error)
             status, headers, body = self.render_error(error)
             start_response(status, headers)
             return [body]

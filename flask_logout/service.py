@@ -44,7 +44,7 @@ from .errors import (
 from .oidc import ProviderRegistry
 from .proxies import client_ip
 from .replica import Replica, ReplicaStatus
-from .store import ClientRecord, Event, SessionInfo, SQLStore, SsoLogin, TokenRow, TokenState, make_engine
+from .store import ClientRecord, Event, SessionInfo, SQLStore, SsoLogin, TokenRow, TokenState, open_store
 from .tokens import ACCESS, REFRESH, TokenCodec, VerifiedToken, now, principal_key
 
 logger = logging.getLogger("flask_logout")
@@ -63,6 +63,9 @@ HMAC_HASH_PREFIX = HMAC_SECRET_HASH + "$"
 ENVIRON_TOKEN = "flask_logout.token"  # noqa: S105 (an environ key)
 #: Label of the key that hashes credential versions into the ``cvh`` claim.
 CREDENTIAL_KEY_LABEL = b"flask-logout credential version v1"
+
+#: Claims the library sets and relies on: ``issue_tokens(claims=...)`` may not set them.
+RESERVED_CLAIMS = frozenset({"jti", "typ", "sub", "fid", "gen", "iat", "exp", "nbf", "cid", "iss", "aud", "cvh"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +175,9 @@ class LogoutService:
         """Build a service for a plain WSGI app from ``LOGOUT_*`` settings."""
         config = load_config(settings, default_database_uri="sqlite:///flask_logout.sqlite3")
         assert config.database_uri is not None
-        store = SQLStore(make_engine(config.database_uri, timeout=config.store_timeout), metadata)
-        if create_tables:
-            store.create_all()
+        store = open_store(
+            config.database_uri, timeout=config.store_timeout, metadata=metadata, create_tables=create_tables
+        )
         return cls(config, store)
 
     # -- signing keys (LOGOUT_KEYRING) ---------------------------------------
@@ -251,6 +254,9 @@ class LogoutService:
         *,
         client_id: str | None = None,
         sso: SsoLogin | None = None,
+        claims: Mapping[str, Any] | None = None,
+        user_agent: str | None = None,
+        ip: str | None = None,
         _issued_at: int | None = None,
     ) -> TokenPair:
         """Start a new session (token family) for ``subject`` and return its first pair.
@@ -258,7 +264,12 @@ class LogoutService:
         ``sso`` records that the sign-in came through an OpenID provider, so
         that signing out can send the user on to the provider's end-session
         endpoint and a back-channel logout from the provider can find it.
+        ``claims`` are custom claims (roles, a tenant) put on both tokens and
+        carried over to every pair refreshed from them; the names in
+        :data:`RESERVED_CLAIMS` are refused with ``ValueError``.
+        ``user_agent`` and ``ip`` are kept with the session for session lists.
         """
+        extra = _custom_claims(claims)
         principal = principal_key(subject, client_id)
         family = _new_id()
         if self._keys_pending:
@@ -267,8 +278,8 @@ class LogoutService:
         try:
             with self.store.transaction() as conn:
                 generation = self.store.current_generation(conn, principal)
-                self.store.record_family(conn, family, principal, sso)
-                pair, rows = self._mint(subject, client_id, family, generation, _issued_at, cvh=cvh)
+                self.store.record_family(conn, family, principal, sso, user_agent=user_agent, ip=ip)
+                pair, rows = self._mint(subject, client_id, family, generation, _issued_at, extra, cvh=cvh)
                 self.store.record_tokens(conn, rows)
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
@@ -282,6 +293,7 @@ class LogoutService:
         family: str,
         generation: int,
         issued_at: int | None = None,
+        extra: Mapping[str, Any] | None = None,
         *,
         cvh: str | None = None,
     ) -> tuple[TokenPair, list[TokenRow]]:
@@ -290,7 +302,8 @@ class LogoutService:
         tokens: dict[str, tuple[str, VerifiedToken]] = {}
         rows = []
         for typ, ttl in ((ACCESS, self.config.access_ttl), (REFRESH, self.config.refresh_ttl)):
-            claims: dict[str, Any] = {
+            claims: dict[str, Any] = dict(extra) if extra else {}
+            claims |= {
                 "jti": _new_id(),
                 "typ": typ,
                 "sub": subject,
@@ -416,7 +429,10 @@ class LogoutService:
         signature check and no query, but revocation (against the replica),
         expiry and the client's whitelist are checked again, every time.
         """
-        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+        return self.authenticate_token(bearer_token(environ.get("HTTP_AUTHORIZATION")), environ)
+
+    def authenticate_token(self, token: str, environ: Mapping[str, Any]) -> VerifiedToken:
+        """:meth:`authenticate` for an access token found elsewhere (a session cookie)."""
         replica = self.replica
         if not replica.running:
             replica.ensure_running()
@@ -477,8 +493,14 @@ class LogoutService:
                 raise TokenRevoked(detail="the user's credentials changed")
         try:
             with self.store.transaction() as conn:
+                extra = {k: v for k, v in verified.claims.items() if k not in RESERVED_CLAIMS}
                 pair, rows = self._mint(
-                    verified.sub, verified.cid, verified.fid, verified.gen, cvh=cvh if isinstance(cvh, str) else None
+                    verified.sub,
+                    verified.cid,
+                    verified.fid,
+                    verified.gen,
+                    extra=extra,
+                    cvh=cvh if isinstance(cvh, str) else None,
                 )
                 if not self.store.revoke_token(verified.jti, conn, replaced_by=pair.refresh.jti):
                     raise TokenRevoked(detail="refresh token already rotated")
@@ -809,6 +831,10 @@ class LogoutService:
             raise ValueError(
                 f"client secret must be a non-empty string of at most {MAX_CLIENT_SECRET_LENGTH} characters"
             )
+        if isinstance(allowed_cidrs, (str, bytes)):
+            raise TypeError(
+                f"allowed_cidrs must be a list of CIDR strings, e.g. [{allowed_cidrs!r}], not a single string"
+            )
         cidrs = CidrSet(allowed_cidrs)  # raises ValueError naming a malformed CIDR
         try:
             generation = self.store.put_client(
@@ -919,6 +945,24 @@ def is_text(value: object) -> TypeGuard[str]:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _custom_claims(claims: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``claims`` checked: string names, none of them reserved, JSON-serialisable values."""
+    if not claims:
+        return {}
+    extra = dict(claims)
+    for name in extra:
+        if not isinstance(name, str):
+            raise TypeError(f"claim names must be strings, not {name!r}")
+    reserved = sorted(set(extra) & RESERVED_CLAIMS)
+    if reserved:
+        raise ValueError(f"reserved claim names cannot be set: {', '.join(reserved)}")
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"claims must be JSON-serialisable: {exc}") from None
+    return extra
 
 
 def _new_id() -> str:

@@ -72,6 +72,13 @@ class Tables:
         return [self.subjects, self.families, self.tokens, self.clients, self.seen, self.events, self.keys]
 
 
+#: Longest user agent and address kept with a session (longer ones are cut).
+MAX_USER_AGENT = 200
+MAX_IP = 64
+#: Columns added after the first release: ``create_all`` adds them to older tables.
+_ADDED_COLUMNS = {"families": ("user_agent", "ip")}
+
+
 def define_tables(metadata: sa.MetaData) -> Tables:
     """Declare the store's tables on ``metadata`` (idempotent per metadata)."""
     if TOKENS in metadata.tables:
@@ -97,6 +104,9 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("provider_sid", sa.String(255), nullable=True),
         sa.Column("provider_sub", sa.String(255), nullable=True),
         sa.Column("id_token", sa.Text, nullable=True),
+        # Where the sign-in came from, for session lists (truncated; may be absent).
+        sa.Column("user_agent", sa.String(MAX_USER_AGENT), nullable=True),
+        sa.Column("ip", sa.String(MAX_IP), nullable=True),
         sa.Index("ix_logout_families_provider_sid", "provider", "provider_sid"),
         sa.Index("ix_logout_families_provider_sub", "provider", "provider_sub"),
     )
@@ -231,6 +241,10 @@ class SessionInfo:
     family: str
     created_at: float
     expires_at: int
+    #: The browser or client that signed in (``User-Agent``, truncated), if recorded.
+    user_agent: str | None = None
+    #: The address it signed in from, if recorded.
+    ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +252,42 @@ class ClientRecord:
     client_id: str
     secret_hash: str
     allowed_cidrs: tuple[str, ...]
+
+
+def open_store(
+    uri: str, *, timeout: float = DEFAULT_STORE_TIMEOUT, metadata: sa.MetaData | None = None, create_tables: bool = True
+) -> SQLStore:
+    """The store at ``uri`` (its tables created unless told not to), for start-up.
+
+    A failure says which setting to fix: a driver that is not installed
+    names the extra that brings it, a database that cannot be reached names
+    ``LOGOUT_DATABASE_URI`` (with the password left out).
+    """
+    from .config import ConfigError
+
+    try:
+        url = sa.engine.make_url(uri)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            "LOGOUT_DATABASE_URI", "is not a database URL like sqlite:///path or postgresql+psycopg://..."
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        store = SQLStore(make_engine(uri, timeout=timeout), metadata)
+    except ModuleNotFoundError as exc:
+        psycopg = (exc.name or "").startswith("psycopg")
+        extra = ": install the postgres extra, pip install 'flask-logout[postgres]'" if psycopg else ""
+        raise ConfigError(
+            "LOGOUT_DATABASE_URI", f"{shown} needs the {exc.name} driver, which is not installed{extra}"
+        ) from None
+    if create_tables:
+        try:
+            store.create_all()
+        except sa.exc.OperationalError as exc:
+            store.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else exc.__class__.__name__
+            raise ConfigError("LOGOUT_DATABASE_URI", f"cannot reach the store database at {shown}: {reason}") from None
+    return store
 
 
 def make_engine(uri: str, *, timeout: float = DEFAULT_STORE_TIMEOUT) -> Engine:
@@ -696,6 +746,31 @@ class SQLStore:
             # Two workers starting at once can race on CREATE TABLE; the
             # loser finds the tables made by the winner on a second look.
             self.metadata.create_all(self.engine, tables=self.tables.all(), checkfirst=True)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Add the nullable columns of later releases to tables made by an earlier one.
+
+        Only with ``LOGOUT_CREATE_TABLES`` (this is called by :meth:`create_all`);
+        under Flask-Migrate the migrations add them (docs/migrations.md).
+        """
+        inspector = sa.inspect(self.engine)
+        for attribute, names in _ADDED_COLUMNS.items():
+            table: sa.Table = getattr(self.tables, attribute)
+            present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+            for name in names:
+                if name in present:
+                    continue
+                column = table.c[name]
+                ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} {column.type.compile(self.engine.dialect)}"
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.text(ddl))
+                except sa.exc.SQLAlchemyError:
+                    # Another worker added it meanwhile: fine if it is there now.
+                    present = {c["name"] for c in sa.inspect(self.engine).get_columns(table.name, schema=table.schema)}
+                    if name not in present:
+                        raise
 
     @contextmanager
     def transaction(self, seconds: float | None = None) -> Iterator[Connection]:
@@ -775,8 +850,21 @@ class SQLStore:
 
     # -- tokens -----------------------------------------------------------
 
-    def record_family(self, conn: Connection, family: str, subject: str, sso: SsoLogin | None = None) -> None:
+    def record_family(
+        self,
+        conn: Connection,
+        family: str,
+        subject: str,
+        sso: SsoLogin | None = None,
+        *,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> None:
         values: dict[str, Any] = {"family": family, "subject": subject, "created_at": time.time()}
+        if user_agent:
+            values["user_agent"] = user_agent[:MAX_USER_AGENT]
+        if ip:
+            values["ip"] = ip[:MAX_IP]
         if sso is not None:
             values.update(provider=sso.provider, provider_sid=sso.sid, provider_sub=sso.sub, id_token=sso.id_token)
         conn.execute(self.tables.families.insert().values(**values))
@@ -938,7 +1026,7 @@ class SQLStore:
         """
         tok, fam, sub = self.tables.tokens, self.tables.families, self.tables.subjects
         query = (
-            sa.select(fam.c.family, fam.c.created_at, sa.func.max(tok.c.expires_at))
+            sa.select(fam.c.family, fam.c.created_at, sa.func.max(tok.c.expires_at), fam.c.user_agent, fam.c.ip)
             .select_from(fam.join(tok, tok.c.family == fam.c.family).outerjoin(sub, sub.c.subject == fam.c.subject))
             .where(
                 fam.c.subject == subject,
@@ -948,11 +1036,11 @@ class SQLStore:
                 tok.c.expires_at > now,
                 tok.c.generation == sa.func.coalesce(sub.c.generation, 0),
             )
-            .group_by(fam.c.family, fam.c.created_at)
+            .group_by(fam.c.family, fam.c.created_at, fam.c.user_agent, fam.c.ip)
             .order_by(fam.c.created_at)
         )
         with self.connect() as conn:
-            return [SessionInfo(row[0], float(row[1]), int(row[2])) for row in conn.execute(query)]
+            return [SessionInfo(row[0], float(row[1]), int(row[2]), row[3], row[4]) for row in conn.execute(query)]
 
     # -- clients ----------------------------------------------------------
 

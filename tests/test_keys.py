@@ -23,7 +23,7 @@ def _settings(database_uri: str, **extra: Any) -> dict[str, Any]:
         "LOGOUT_DATABASE_URI": database_uri,
         "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
         "LOGOUT_SYNC_INTERVAL": 3600,
-        "LOGOUT_MAX_STALENESS": 7200,
+        "LOGOUT_MAX_STALENESS": 10800,
         "LOGOUT_PUSH": False,
         **extra,
     }

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BadRequest, LogoutError, PayloadTooLarge
+from ..extension import finish_error
 from ..middleware import render_client_api_error
 from ..service import MAX_CLIENT_ID_LENGTH, MAX_CLIENT_SECRET_LENGTH, LogoutService, TokenPair
 from ._request import MAX_BODY_BYTES, body_too_large, is_text, json_body
@@ -45,7 +46,7 @@ def _limit_body() -> None:
 
 @bp.errorhandler(LogoutError)
 def _logout_error(error: LogoutError) -> Response:
-    return error_response(error)
+    return finish_error(error_response(error), error)
 
 
 @bp.errorhandler(HTTPException)
@@ -54,7 +55,7 @@ def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     wrapped = LogoutError(error.description or error.name)
     wrapped.status = status
-    return error_response(wrapped)
+    return finish_error(error_response(wrapped), wrapped)
 
 
 def json_object() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from ..errors import (
     TokenExpired,
     TokenRevoked,
 )
-from ..extension import get_manager
+from ..extension import finish_error, get_manager
 from ..service import LogoutService, TokenPair
 from ..tokens import VerifiedToken
 from ._request import MAX_BODY_BYTES, body_too_large, is_text, json_body
@@ -107,12 +107,12 @@ def _limit_body() -> None:
 
 @bp.errorhandler(DescopeFailure)
 def _failure(failure: DescopeFailure) -> Response:
-    return error_response(failure)
+    return finish_error(error_response(failure))
 
 
 @bp.errorhandler(LogoutError)
 def _core_error(error: LogoutError) -> Response:
-    return error_response(translate(error))
+    return finish_error(error_response(translate(error)), error)
 
 
 def translate(error: LogoutError) -> DescopeFailure:
@@ -380,7 +380,9 @@ def password_signin() -> Response:
     if user is None or not isinstance(user_id, str) or not user_id:
         raise DescopeFailure("bad_credentials", "The login id or password is wrong")
     user = {"loginIds": [login_id], **user}
-    pair = service.issue_tokens(user_id)
+    pair = service.issue_tokens(
+        user_id, user_agent=request.user_agent.string or None, ip=service.request_ip(request.environ)
+    )
     return _tokens_response(service, pair, user)
 
 

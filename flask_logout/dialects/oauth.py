@@ -21,6 +21,7 @@ import urllib.parse
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import InvalidCredentials, IPNotAuthorized, StoreUnavailable
+from ..extension import finish_error
 from ..service import MAX_CLIENT_ID_LENGTH, MAX_CLIENT_SECRET_LENGTH, LogoutService
 from ._request import MAX_BODY_BYTES, body_too_large
 
@@ -33,7 +34,7 @@ def oauth_error(status: int, error: str, description: str) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="oauth"'
-    return response
+    return finish_error(response)
 
 
 @bp.before_request

@@ -44,7 +44,7 @@ from ..errors import (
     StoreUnavailable,
     TokenExpired,
 )
-from ..extension import get_manager
+from ..extension import finish_error, get_manager
 from ..oidc import LogoutTokenError, ProviderUnavailable
 from ..service import LogoutService, TokenPair
 from ..store import SsoLogin
@@ -153,12 +153,12 @@ def _limit_body() -> Response | None:
 
 @bp.errorhandler(SessionFailure)
 def _failure(failure: SessionFailure) -> Response:
-    return failure_response(failure)
+    return finish_error(failure_response(failure))
 
 
 @bp.errorhandler(LogoutError)
 def _core_error(error: LogoutError) -> Response:
-    return failure_response(translate(error))
+    return finish_error(failure_response(translate(error)), error)
 
 
 def translate(error: LogoutError) -> SessionFailure:
