@@ -126,6 +126,9 @@ class LogoutManager:
             app.add_url_rule(config.health_path, "flask_logout_health", flask_view(service))
         if config.protected_paths:
             app.wsgi_app = BearerMiddleware(app.wsgi_app, service)  # type: ignore[method-assign]
+        from .cors import enable as enable_cors
+
+        enable_cors(app, config)  # LOGOUT_CORS_ORIGINS: the descope endpoints and the protected paths
         if self._app is None:
             self._app = app
 

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .cors import refusal_headers
 from .errors import LogoutError
 from .service import ENVIRON_TOKEN, LogoutService
 
@@ -247,7 +248,7 @@ class BearerMiddleware:
         except LogoutError as error:
             logger.info("flask_logout: refused %s %s: %s", environ.get("REQUEST_METHOD"), path, error.detail)
             status, headers, body = self.render_error(error)
-            start_response(status, headers)
+            start_response(status, headers + refusal_headers(environ, self.service.config))
             return [body]
         environ[ENVIRON_TOKEN] = verified
         environ[ENVIRON_CLAIMS] = verified.claims

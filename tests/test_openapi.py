@@ -326,7 +326,7 @@ def test_lone_surrogate_in_credentials_is_refused(live_sqlite: LiveServer, path:
     elif path == "/session/token":
         assert (answer["code"], answer["msg"]) == (40004, "email and password must be non-empty strings")
     else:
-        assert answer["errorCode"] == "E011003"
+        assert answer["errorCode"] == "E011004"
 
 
 def test_non_ascii_basic_credentials_are_invalid_client(live_sqlite: LiveServer) -> None:
