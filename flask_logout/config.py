@@ -620,8 +620,12 @@ def _rate_limit(settings: Mapping[str, Any]) -> dict[str, Any]:
     try:
         if uri != "memory://":
             storage_from_string(uri)  # checks the scheme and that its driver is installed; connects lazily
-    except ConfigurationError as exc:
-        raise ConfigError("LOGOUT_RATE_LIMIT_STORAGE_URI", f"unusable storage {_redacted(uri)!r}: {exc}") from None
+    except ConfigurationError:
+        raise ConfigError(
+            "LOGOUT_RATE_LIMIT_STORAGE_URI",
+            f"unusable storage {_redacted(uri)!r}: an unknown scheme, or its driver is not installed "
+            "(redis:// needs pip install 'flask-logout[redis]')",
+        ) from None
     return {"signin_rate_limit": limit, "rate_limit_storage_uri": uri}
 
 
