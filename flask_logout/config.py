@@ -297,6 +297,41 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "`[]` (the request's own origin only)",
         "Further origins (`https://app.example.com`) allowed to send cookie-authenticated sign-outs.",
     ),
+    SettingDoc(
+        "LOGOUT_CORS_ORIGINS",
+        "list[str]",
+        "`[]` (no CORS)",
+        "Origins whose pages may call the `descope` endpoints (`/v1/...`, `/v2/...`) and the protected paths "
+        "from the browser (CORS with credentials); they are trusted like `LOGOUT_TRUSTED_ORIGINS`.",
+    ),
+    SettingDoc(
+        "LOGOUT_COOKIE_PARTITIONED",
+        "bool",
+        "`False`",
+        "`Partitioned` attribute on both cookies (CHIPS), for an API embedded on another site; needs "
+        "`LOGOUT_COOKIE_SECURE`.",
+    ),
+    SettingDoc(
+        "LOGOUT_SIGNIN_RATE_LIMIT",
+        "str",
+        "none (no limit)",
+        "Per-IP limit on `POST /v1/auth/password/signin`, e.g. `10/minute` (the `limits` notation); over it the "
+        "answer is 429 `E130429` with `Retry-After`.",
+    ),
+    SettingDoc(
+        "LOGOUT_RATE_LIMIT_STORAGE_URI",
+        "str",
+        "`memory://`",
+        "Where the sign-in counters live: `memory://` (per process) or shared, e.g. `redis://127.0.0.1:6379` "
+        "(needs the `redis` extra).",
+    ),
+    SettingDoc(
+        "LOGOUT_DESCOPE_REFRESH_ROTATION",
+        "bool",
+        "`False` (as Descope projects by default)",
+        "Whether `POST /v1/auth/refresh` rotates the refresh token (reuse detection after "
+        "`LOGOUT_REUSE_GRACE_SECONDS`); off, it answers a new session JWT and the same refresh JWT.",
+    ),
 )
 
 KNOWN_SETTINGS = frozenset(s.name for s in SETTINGS)
@@ -343,6 +378,10 @@ class LogoutConfig:
     keyring_passphrase: bytes | None = field(default=None, repr=False)
     oidc_providers: dict[str, ProviderSettings] = field(default_factory=dict)
     post_logout_redirect_uri: str | None = None
+    cors_origins: frozenset[str] = frozenset()
+    signin_rate_limit: str | None = None
+    rate_limit_storage_uri: str = "memory://"
+    descope_refresh_rotation: bool = False
 
 
 @dataclass(frozen=True)
@@ -379,6 +418,7 @@ class CookieSettings:
     secure: bool = True
     samesite: str = "Lax"
     clear_site_data: bool = False
+    partitioned: bool = False
 
 
 def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None = None) -> LogoutConfig:
@@ -424,6 +464,7 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
     secret_hash_method = _hash_method(settings.get("LOGOUT_CLIENT_SECRET_HASH", DEFAULT_SECRET_HASH_METHOD))
     protected_paths = _paths(settings)
     url_prefixes = _url_prefixes(settings, protected_paths)
+    cors_origins = _origins(settings, "LOGOUT_CORS_ORIGINS")
     return LogoutConfig(
         algorithm=algorithm,
         signing_key=signing_key,
@@ -431,7 +472,8 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         key_id=key_id,
         access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,
-        issuer=_optional_str(settings, "LOGOUT_ISSUER"),
+        # The descope dialect's clients require ``iss`` to name the project.
+        issuer=_optional_str(settings, "LOGOUT_ISSUER") or (project_id if "descope" in dialects else None),
         audience=_optional_str(settings, "LOGOUT_AUDIENCE"),
         leeway=leeway,
         database_uri=_optional_str(settings, "LOGOUT_DATABASE_URI") or default_database_uri,
@@ -447,7 +489,7 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         token_cache_size=_int(settings, "LOGOUT_TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE),
         descope_project_id=project_id,
         cookies=_cookie_settings(settings),
-        trusted_origins=_origins(settings),
+        trusted_origins=_origins(settings) | cors_origins,
         reuse_grace=_seconds(settings, "LOGOUT_REUSE_GRACE_SECONDS", 5, positive=False),
         **_replication(settings),
         oidc_providers=_providers(settings),
@@ -455,6 +497,9 @@ def load_config(settings: Mapping[str, Any], *, default_database_uri: str | None
         keyring=keyring,
         keyring_passphrase=_bytes(passphrase) if passphrase else None,
         post_logout_redirect_uri=_url(settings, "LOGOUT_POST_LOGOUT_REDIRECT_URI", allow_path=True),
+        cors_origins=cors_origins,
+        **_rate_limit(settings),
+        descope_refresh_rotation=_bool(settings, "LOGOUT_DESCOPE_REFRESH_ROTATION", False),
     )
 
 
@@ -557,6 +602,7 @@ def _cookie_settings(settings: Mapping[str, Any]) -> CookieSettings:
         secure=secure,
         samesite=samesite.capitalize(),
         clear_site_data=_bool(settings, "LOGOUT_CLEAR_SITE_DATA", False),
+        partitioned=_partitioned(settings, secure),
     )
 
 
@@ -600,13 +646,52 @@ def _url_prefixes(settings: Mapping[str, Any], protected: tuple[str, ...]) -> di
     return prefixes
 
 
-def _origins(settings: Mapping[str, Any]) -> frozenset[str]:
+def _partitioned(settings: Mapping[str, Any], secure: bool) -> bool:
+    partitioned = _bool(settings, "LOGOUT_COOKIE_PARTITIONED", False)
+    if partitioned and not secure:
+        raise ConfigError("LOGOUT_COOKIE_PARTITIONED", "requires LOGOUT_COOKIE_SECURE = True (browsers refuse it)")
+    return partitioned
+
+
+def _origins(settings: Mapping[str, Any], name: str = "LOGOUT_TRUSTED_ORIGINS") -> frozenset[str]:
     origins = set()
-    for origin in _strings(settings, "LOGOUT_TRUSTED_ORIGINS", ()):
+    for origin in _strings(settings, name, ()):
         if not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise ConfigError("LOGOUT_TRUSTED_ORIGINS", f"{origin!r} is not an origin like https://app.example.com")
+            raise ConfigError(name, f"{origin!r} is not an origin like https://app.example.com")
         origins.add(origin.lower())
     return frozenset(origins)
+
+
+def _rate_limit(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``LOGOUT_SIGNIN_RATE_LIMIT`` (``limits`` notation) and its storage, checked by the ``limits`` library."""
+    from limits import parse_many
+    from limits.errors import ConfigurationError
+    from limits.storage import storage_from_string
+
+    limit = _optional_str(settings, "LOGOUT_SIGNIN_RATE_LIMIT")
+    if limit is not None:
+        try:
+            parse_many(limit)
+        except ValueError:
+            raise ConfigError(
+                "LOGOUT_SIGNIN_RATE_LIMIT", f"not a rate limit like '10/minute' or '5 per second': {limit!r}"
+            ) from None
+    uri = _optional_str(settings, "LOGOUT_RATE_LIMIT_STORAGE_URI") or "memory://"
+    try:
+        if uri != "memory://":
+            storage_from_string(uri)  # checks the scheme and that its driver is installed; connects lazily
+    except ConfigurationError:
+        raise ConfigError(
+            "LOGOUT_RATE_LIMIT_STORAGE_URI",
+            f"unusable storage {_redacted(uri)!r}: an unknown scheme, or its driver is not installed "
+            "(redis:// needs pip install 'flask-logout[redis]')",
+        ) from None
+    return {"signin_rate_limit": limit, "rate_limit_storage_uri": uri}
+
+
+def _redacted(uri: str) -> str:
+    """A storage URI without its password (``redis://:secret@host`` -> ``redis://:***@host``)."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", uri)
 
 
 def _float(settings: Mapping[str, Any], name: str, default: float, *, allow_zero: bool = False) -> float:

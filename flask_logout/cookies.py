@@ -47,6 +47,7 @@ def _cookie(settings: CookieSettings, name: str, value: str, max_age: int, domai
         secure=settings.secure,
         httponly=True,
         samesite=_samesite(settings),
+        partitioned=settings.partitioned,
     )
 
 

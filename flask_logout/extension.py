@@ -181,6 +181,9 @@ class LogoutManager:
             app.wsgi_app = BearerMiddleware(  # type: ignore[method-assign]
                 app.wsgi_app, service, on_refusal=_refusal_through(app)
             )
+        from .cors import enable as enable_cors
+
+        enable_cors(app, config)  # LOGOUT_CORS_ORIGINS: the descope endpoints and the protected paths
         if self._app is None:
             self._app = app
 

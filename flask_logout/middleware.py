@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .cors import refusal_headers
 from .errors import LogoutError
 from .service import ENVIRON_TOKEN, LogoutService
 
@@ -256,7 +257,7 @@ class BearerMiddleware:
             if self.on_refusal is not None:
                 return self.on_refusal(environ, start_response, error)
             status, headers, body = self.render_error(error)
-            start_response(status, headers)
+            start_response(status, headers + refusal_headers(environ, self.service.config))
             return [body]
         environ[ENVIRON_TOKEN] = verified
         environ[ENVIRON_CLAIMS] = verified.claims

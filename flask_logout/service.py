@@ -65,7 +65,7 @@ ENVIRON_TOKEN = "flask_logout.token"  # noqa: S105 (an environ key)
 CREDENTIAL_KEY_LABEL = b"flask-logout credential version v1"
 
 #: Claims the library sets and relies on: ``issue_tokens(claims=...)`` may not set them.
-RESERVED_CLAIMS = frozenset({"jti", "typ", "sub", "fid", "gen", "iat", "exp", "nbf", "cid", "iss", "aud", "cvh"})
+RESERVED_CLAIMS = frozenset({"jti", "typ", "sub", "fid", "gen", "iat", "exp", "nbf", "cid", "iss", "aud", "cvh", "drn"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +316,11 @@ class LogoutService:
                 claims["cid"] = client_id
             if cvh is not None and typ == REFRESH:
                 claims["cvh"] = cvh
+            if "descope" in self.config.dialects:
+                # Descope's "resource name": the cookie the token lives in. Its
+                # SDKs tell session (DS) from refresh (DSR) tokens by it.
+                cookies = self.config.cookies
+                claims["drn"] = cookies.session_name if typ == ACCESS else cookies.refresh_name
             if self.config.issuer:
                 claims["iss"] = self.config.issuer  # the claims handed out are the claims signed
             if self.config.audience:
@@ -508,6 +513,28 @@ class LogoutService:
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         signals.token_refreshed.send(self, pair=pair, previous_jti=verified.jti)
+        return pair
+
+    def refresh_access(self, refresh_token: str, *, ip: str | None = None) -> TokenPair:
+        """:meth:`refresh` without rotation: a new access token in the same
+        family; the presented refresh token stays valid and is handed back.
+
+        The same checks as :meth:`refresh` (a rotated-out token is refused and
+        may set off reuse detection; a user the ``user_exists`` check no longer
+        knows loses the session).
+        """
+        verified, _ = self._verify_refresh(refresh_token, ip=ip)
+        if verified.cid is None and self.user_exists is not None and not self.user_exists(verified.sub):
+            self.revoke_family(verified.fid)
+            raise TokenRevoked(detail="the user no longer exists")
+        try:
+            with self.store.transaction() as conn:
+                minted, rows = self._mint(verified.sub, verified.cid, verified.fid, verified.gen)
+                self.store.record_tokens(conn, [row for row in rows if row.typ == ACCESS])
+        except SQLAlchemyError as exc:
+            raise _store_down(exc) from None
+        pair = TokenPair(minted.access_token, refresh_token, minted.access, verified, minted.expires_in)
+        signals.token_refreshed.send(self, pair=pair, previous_jti=None)
         return pair
 
     def _verify_refresh(self, refresh_token: str, *, ip: str | None) -> tuple[VerifiedToken, TokenState]:

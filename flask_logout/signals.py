@@ -6,7 +6,8 @@ all senders, or to one app's: ``token_issued.connect(fn, sender=get_service(app)
 Receivers run in the request; keep them quick, and never log the tokens.
 
 * ``token_issued(sender, pair, subject, client_id)``: a sign-in started a session.
-* ``token_refreshed(sender, pair, previous_jti)``: a refresh token was rotated.
+* ``token_refreshed(sender, pair, previous_jti)``: a refresh token was rotated
+  (``previous_jti`` is ``None`` for a refresh that keeps the refresh token).
 * ``logged_out(sender, scope, key)``: tokens were revoked; ``scope`` is
   ``"token"`` (key: jti), ``"family"`` (key: the session id), ``"user"`` or
   ``"client"`` (key: the user or client id).

@@ -80,7 +80,7 @@ def test_sign_in_then_sign_out_clears_the_cookie_jar(browser: Any, live_example:
     replay = httpx.post(
         f"{live_example.url}/v1/auth/refresh", headers={"Authorization": f"Bearer {PROJECT_ID}:{refresh_jwt}"}
     )
-    assert (replay.status_code, replay.json()["errorCode"]) == (401, "E061006")
+    assert (replay.status_code, replay.json()["errorCode"]) == (401, "E064001")
     context.close()
 
 
@@ -140,7 +140,7 @@ def test_cross_origin_sign_out_is_refused_and_the_session_survives(browser: Any,
         trap_tab = context.new_page()
         with trap_tab.expect_navigation(url=f"{live_example.url}/v1/auth/logout"):
             trap_tab.goto(evil.url)
-        assert '"errorCode":"E061007"' in trap_tab.content().replace(" ", "")
+        assert '"errorCode":"E901007"' in trap_tab.content().replace(" ", "")
         page.reload()
         assert page.inner_text("#who") == "alice@example.com"
         assert set(_auth_cookies(context)) == {"DS", "DSR"}
@@ -187,7 +187,7 @@ def test_cross_origin_text_plain_sign_in_sets_no_cookie(
         assert (response.status, response.json()) == (
             403,
             {
-                "errorCode": "E061007",
+                "errorCode": "E901007",
                 "errorDescription": "Cross-origin request refused",
                 "errorMessage": "Sign-in requests must come from this site's origin",
             },

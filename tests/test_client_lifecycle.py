@@ -262,7 +262,7 @@ def _all_endpoints(project_id: str) -> list[tuple[str, str, dict[str, str], int,
     client = error("PayloadTooLargeError", "PAYLOAD_TOO_LARGE", "Request body must be at most 16384 bytes")
     descope = {
         "errorCode": "E011001",
-        "errorDescription": "Invalid request body",
+        "errorDescription": "Bad request",
         "errorMessage": "The request body must be at most 16384 bytes",
     }
     oauth = {"error": "invalid_request", "error_description": "the request body must be at most 16384 bytes"}

@@ -67,8 +67,8 @@ SIGNED_OUT = {
     "sessionCookieDomain": "",
 }
 ACCEPTED = '"currentSession", "allSessions"'
-INVALID_RT = descope_error("E061004", "Invalid refresh token", "The refresh token is not valid")
-REVOKED_RT = descope_error("E061006", "Refresh token revoked", "The refresh token was revoked; sign in again")
+INVALID_RT = descope_error("E901004", "Invalid refresh token", "The refresh token is not valid")
+REVOKED_RT = descope_error("E064001", "Token expired by logout", "The session was signed out; sign in again")
 
 
 def _deleted_cookies(response: Any) -> dict[str, str]:
@@ -100,7 +100,7 @@ def test_keys_are_published_for_the_project(client: Any, app: Any) -> None:
     unknown = client.get("/v2/keys/P2other")
     assert (unknown.status_code, unknown.get_json()) == (
         404,
-        descope_error("E064001", "Unknown project", "No keys are published for this project id"),
+        descope_error("E904001", "Unknown project", "No keys are published for this project id"),
     )
 
 
@@ -134,24 +134,24 @@ def test_logout_all_sessions_by_logout_type_and_by_logoutall(client: Any) -> Non
 @pytest.mark.parametrize(
     ("body", "code", "description", "message"),
     [
-        (b"{oops", "E011001", "Invalid request body", "The request body must be a JSON object"),
-        (b"[]", "E011001", "Invalid request body", "The request body must be a JSON object"),
+        (b"{oops", "E011001", "Bad request", "The request body must be a JSON object"),
+        (b"[]", "E011001", "Bad request", "The request body must be a JSON object"),
         (
             b'{"logoutType": "allSessions"}',
-            "E011002",
-            "Invalid logoutType",
+            "E011004",
+            "Invalid arguments",
             f"logoutType must be a list of strings; accepted values: {ACCEPTED}",
         ),
         (
             b'{"logoutType": [1]}',
-            "E011002",
-            "Invalid logoutType",
+            "E011004",
+            "Invalid arguments",
             f"logoutType must be a list of strings; accepted values: {ACCEPTED}",
         ),
         (
             b'{"logoutType": ["everything"]}',
-            "E011002",
-            "Invalid logoutType",
+            "E011004",
+            "Invalid arguments",
             f"Unknown logoutType value 'everything'; accepted values: {ACCEPTED}",
         ),
     ],
@@ -174,7 +174,7 @@ def test_authorization_errors(client: Any, monkeypatch: pytest.MonkeyPatch) -> N
             {},
             401,
             descope_error(
-                "E061001",
+                "E901001",
                 "Missing authorization",
                 "Expected Authorization: Bearer <ProjectID>:<RefreshJWT> or the refresh cookie",
             ),
@@ -183,7 +183,7 @@ def test_authorization_errors(client: Any, monkeypatch: pytest.MonkeyPatch) -> N
             {"Authorization": f"Bearer {PROJECT_ID}"},
             401,
             descope_error(
-                "E061001",
+                "E901001",
                 "Missing authorization",
                 "Expected Authorization: Bearer <ProjectID>:<RefreshJWT> or the refresh cookie",
             ),
@@ -192,20 +192,20 @@ def test_authorization_errors(client: Any, monkeypatch: pytest.MonkeyPatch) -> N
             {"Authorization": f"Basic {PROJECT_ID}:{tokens['refreshJwt']}"},
             401,
             descope_error(
-                "E061002", "Malformed authorization", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>"
+                "E901002", "Malformed authorization", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>"
             ),
         ),
         (
             {"Authorization": "Bearer a b"},
             401,
             descope_error(
-                "E061002", "Malformed authorization", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>"
+                "E901002", "Malformed authorization", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>"
             ),
         ),
         (
             auth(tokens["refreshJwt"], "P2other"),
             401,
-            descope_error("E061003", "Project mismatch", "The project id does not match this project"),
+            descope_error("E901003", "Project mismatch", "The project id does not match this project"),
         ),
         (auth("not.a.jwt"), 401, INVALID_RT),
         (auth(tokens["sessionJwt"]), 401, INVALID_RT),  # a session token is not a refresh token
@@ -221,7 +221,7 @@ def test_authorization_errors(client: Any, monkeypatch: pytest.MonkeyPatch) -> N
     expired = client.post("/v1/auth/logout", headers=auth(tokens["refreshJwt"]))
     assert (expired.status_code, expired.get_json()) == (
         401,
-        descope_error("E061005", "Refresh token expired", "The refresh token has expired; sign in again"),
+        descope_error("E901005", "Refresh token expired", "The refresh token has expired; sign in again"),
     )
 
 
@@ -234,17 +234,50 @@ def test_revoked_refresh_token(client: Any) -> None:
         assert (response.status_code, response.get_json()) == (401, REVOKED_RT)
 
 
-def test_refresh_rotates_and_sets_cookies(client: Any) -> None:
+def test_refresh_keeps_the_refresh_token_by_default_as_descope_does(client: Any) -> None:
+    """Descope projects do not rotate refresh tokens unless told to: an SDK
+    that keeps its first refresh JWT can refresh again and again."""
+    tokens = sign_in(client)
+    sessions = set()
+    for _ in range(3):
+        response = client.post("/v1/auth/refresh", headers=auth(tokens["refreshJwt"]))
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["refreshJwt"] == tokens["refreshJwt"]
+        assert body["user"]["userId"] == "U-alice"
+        sessions.add(body["sessionJwt"])
+        cookies = {h.split("=", 1)[0] for h in response.headers.getlist("Set-Cookie")}
+        assert cookies == {"DS", "DSR"}
+    assert len(sessions | {tokens["sessionJwt"]}) == 4
+    for session_jwt in sessions:  # every session JWT of the session is usable, and ended by one sign-out
+        assert client.get("/api/me", headers={"Authorization": f"Bearer {session_jwt}"}).status_code == 200
+    assert client.post("/v1/auth/logout", headers=auth(tokens["refreshJwt"])).status_code == 200
+    for session_jwt in sessions:
+        assert client.get("/api/me", headers={"Authorization": f"Bearer {session_jwt}"}).status_code == 401
+
+
+def test_refresh_rotates_when_configured(database_uri: str, rsa_pem: str) -> None:
+    app = create_app(example_settings(database_uri, rsa_pem, LOGOUT_DESCOPE_REFRESH_ROTATION=True))
+    client = app.test_client()
     tokens = sign_in(client)
     response = client.post("/v1/auth/refresh", headers=auth(tokens["refreshJwt"]))
     assert response.status_code == 200
     body = response.get_json()
     assert body["refreshJwt"] != tokens["refreshJwt"]
-    assert body["user"]["userId"] == "U-alice"
     cookies = {h.split("=", 1)[0] for h in response.headers.getlist("Set-Cookie")}
     assert cookies == {"DS", "DSR"}
     old = client.post("/v1/auth/refresh", headers=auth(tokens["refreshJwt"]))
-    assert (old.status_code, old.get_json()) == (401, REVOKED_RT)
+    assert (old.status_code, old.get_json()) == (
+        401,
+        descope_error(
+            "E901006", "Refresh token rotated out", "This refresh token was replaced by a refresh; use the new one"
+        ),
+    )
+    # The rotated-out token still signs the session out (the grace window does not matter here).
+    assert client.post("/v1/auth/logout", headers=auth(tokens["refreshJwt"])).status_code == 200
+    ended = client.post("/v1/auth/refresh", headers=auth(body["refreshJwt"]))
+    assert (ended.status_code, ended.get_json()) == (401, REVOKED_RT)
+    get_service(app).close()
 
 
 @pytest.mark.parametrize(
@@ -253,22 +286,27 @@ def test_refresh_rotates_and_sets_cookies(client: Any) -> None:
         (
             {"loginId": "alice@example.com", "password": "wrong"},
             401,
-            descope_error("E062001", "Invalid credentials", "The login id or password is wrong"),
+            descope_error("E902001", "Invalid credentials", "The login id or password is wrong"),
         ),
         (
             {"loginId": "bob@example.com", "password": "wonderland"},
             401,
-            descope_error("E062001", "Invalid credentials", "The login id or password is wrong"),
+            descope_error("E902001", "Invalid credentials", "The login id or password is wrong"),
         ),
         (
             {"loginId": "alice@example.com"},
             400,
-            descope_error("E011003", "Missing or invalid argument", "loginId and password must be non-empty strings"),
+            descope_error("E011002", "Missing arguments", "loginId and password are required"),
+        ),
+        (
+            {"loginId": "", "password": "x"},
+            400,
+            descope_error("E011002", "Missing arguments", "loginId and password are required"),
         ),
         (
             {"loginId": 5, "password": "x"},
             400,
-            descope_error("E011003", "Missing or invalid argument", "loginId and password must be non-empty strings"),
+            descope_error("E011004", "Invalid arguments", "loginId and password must be strings"),
         ),
     ],
 )
@@ -285,7 +323,7 @@ def test_signin_with_another_project_id(client: Any) -> None:
     )
     assert (response.status_code, response.get_json()) == (
         401,
-        descope_error("E061003", "Project mismatch", "The project id does not match this project"),
+        descope_error("E901003", "Project mismatch", "The project id does not match this project"),
     )
 
 
@@ -308,7 +346,7 @@ def test_signin_without_credentials_loader(database_uri: str, rsa_pem: str) -> N
     response = app.test_client().post("/v1/auth/password/signin", json={"loginId": "a", "password": "b"})
     assert (response.status_code, response.get_json()) == (
         501,
-        descope_error("E069001", "Sign-in not configured", "Password sign-in is not configured on this server"),
+        descope_error("E905001", "Sign-in not configured", "Password sign-in is not configured on this server"),
     )
     get_service(app).close()
 
@@ -336,7 +374,7 @@ def test_cookie_signout_from_another_origin_is_refused(client: Any, headers: dic
     assert (response.status_code, response.get_json()) == (
         403,
         descope_error(
-            "E061007", "Cross-origin request refused", "Cookie-authenticated requests must come from this site's origin"
+            "E901007", "Cross-origin request refused", "Cookie-authenticated requests must come from this site's origin"
         ),
     )
     assert client.post("/v1/auth/refresh", headers=auth(tokens["refreshJwt"])).status_code == 200
@@ -405,7 +443,7 @@ def test_store_down_is_503_and_not_success(client: Any, app: Any) -> None:
         response = client.post("/v1/auth/logout", headers=auth(tokens["refreshJwt"]))
         assert (response.status_code, response.get_json()) == (
             503,
-            descope_error("E013001", "Service unavailable", "Token store unavailable, try again later"),
+            descope_error("E905003", "Service unavailable", "Token store unavailable, try again later"),
         )
     finally:
         event.remove(engine, "before_cursor_execute", fail)

@@ -140,7 +140,7 @@ def test_store_outage_and_recovery(proxied: tuple[App, FaultProxy]) -> None:
         descope_out = http.post(
             "/v1/auth/logout", headers={"Authorization": f"Bearer P2flasklogoutdemo:{descope_refresh}"}
         )
-        assert (descope_out.status_code, descope_out.json()["errorCode"]) == (503, "E013001")
+        assert (descope_out.status_code, descope_out.json()["errorCode"]) == (503, "E905003")
         # Validation rides on the replica, then fails closed past the staleness bound.
         assert _until(lambda: http.get("/api/me", headers=_bearer(token)).status_code == 503)
         assert http.get("/api/me", headers=_bearer(token)).json() == STORE_DOWN
@@ -174,7 +174,7 @@ def test_store_outage_and_recovery(proxied: tuple[App, FaultProxy]) -> None:
             == 40020
         )
         again = http.post("/v1/auth/refresh", headers={"Authorization": f"Bearer P2flasklogoutdemo:{descope_refresh}"})
-        assert (again.status_code, again.json()["errorCode"]) == (401, "E061006")
+        assert (again.status_code, again.json()["errorCode"]) == (401, "E064001")
 
 
 def _timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:

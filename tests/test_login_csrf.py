@@ -19,13 +19,13 @@ from .conftest import LiveServer, example_settings
 
 CREDENTIALS = '{"loginId": "alice@example.com", "password": "wonderland"}'
 CROSS_ORIGIN = {
-    "errorCode": "E061007",
+    "errorCode": "E901007",
     "errorDescription": "Cross-origin request refused",
     "errorMessage": "Sign-in requests must come from this site's origin",
 }
 NOT_JSON = {
     "errorCode": "E011001",
-    "errorDescription": "Invalid request body",
+    "errorDescription": "Bad request",
     "errorMessage": "The request body must be JSON (Content-Type: application/json)",
 }
 

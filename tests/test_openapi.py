@@ -74,6 +74,11 @@ def test_description_names_every_endpoint_and_this_version() -> None:
         ("POST", "/v1/auth/refresh"),
         ("POST", "/v1/auth/password/signin"),
         ("GET", "/v2/keys/{projectId}"),
+        ("POST", "/v1/auth/try-refresh"),
+        ("GET", "/v1/auth/me"),
+        ("GET", "/v1/auth/me/tenants"),
+        ("POST", "/v1/auth/me/tenants"),
+        ("GET", "/v1/auth/me/history"),
         ("POST", "/session/token"),
         ("POST", "/session/token/refresh"),
         ("DELETE", "/session/token"),
@@ -163,7 +168,16 @@ class RealCredentials:
             # Alternately an API client's token and an end user's.
             tokens = self.client_tokens() if turn % 2 else self.session_tokens()
             case.headers["Authorization"] = f"Bearer {tokens['access_token']}"
-        elif label in ("POST /v1/auth/logout", "POST /v1/auth/logoutall", "POST /v1/auth/refresh"):
+        elif label in (
+            "POST /v1/auth/logout",
+            "POST /v1/auth/logoutall",
+            "POST /v1/auth/refresh",
+            "POST /v1/auth/try-refresh",
+            "GET /v1/auth/me",
+            "GET /v1/auth/me/tenants",
+            "POST /v1/auth/me/tenants",
+            "GET /v1/auth/me/history",
+        ):
             case.headers["Authorization"] = f"Bearer {PROJECT_ID}:{self.descope_refresh()}"
         elif label == "POST /v1/auth/password/signin":
             case.headers["Authorization"] = f"Bearer {PROJECT_ID}"
@@ -335,7 +349,7 @@ def test_lone_surrogate_in_credentials_is_refused(live_sqlite: LiveServer, path:
     elif path == "/session/token":
         assert (answer["code"], answer["msg"]) == (40001, "Parameter error")
     else:
-        assert answer["errorCode"] == "E011003"
+        assert answer["errorCode"] == "E011004"
 
 
 def test_non_ascii_basic_credentials_are_invalid_client(live_sqlite: LiveServer) -> None:

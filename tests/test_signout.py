@@ -30,6 +30,21 @@ REVOKED = {"data": None, "code": 40020, "msg": "Failed to issue token pair"}
 
 
 @pytest.fixture
+def live_example(database_uri: str, rsa_pem: str) -> Iterator[LiveServer]:
+    """The example app with refresh-token rotation on in the descope dialect too."""
+    from example_app import create_app
+    from flask_logout import get_service
+
+    from .conftest import example_settings
+
+    app = create_app(example_settings(database_uri, rsa_pem, LOGOUT_DESCOPE_REFRESH_ROTATION=True))
+    server = LiveServer(app)
+    yield server
+    server.stop()
+    get_service(app).close()
+
+
+@pytest.fixture
 def alarms(live_example: LiveServer) -> Iterator[list[Any]]:
     """Every ``reuse_detected`` signal the live app sends."""
     from flask_logout import get_service
@@ -86,7 +101,7 @@ def test_sdk_logout_with_the_refresh_token_that_was_rotated_out(live_example: Li
     with pytest.raises(AuthException) as refused:
         thief.refresh_session(thief_refresh)
     assert refused.value.status_code == 401
-    assert '"errorCode":"E061006"' in refused.value.error_message.replace(" ", "")
+    assert '"errorCode":"E064001"' in refused.value.error_message.replace(" ", "")
     assert _me(live_example, thief_session) == (401, INVALID)
     assert _me(live_example, signed_in["sessionToken"]["jwt"]) == (401, INVALID)
     assert alarms == []

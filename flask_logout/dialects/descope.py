@@ -8,12 +8,16 @@ fields set so that the client drops its cookies, and sends ``Set-Cookie``
 headers that delete them.
 
 Besides sign-out, the endpoints the official SDKs call to be usable at all:
-password sign-in (checked by the application's credentials loader),
-refresh, and the JWKS at ``GET /v2/keys/<ProjectID>``.
+password sign-in (checked by the application's credentials loader, and
+optionally rate limited per IP), refresh and try-refresh, ``me`` with the
+user's tenants and sign-in history, and the JWKS at ``GET /v2/keys/<ProjectID>``.
+Any other path under ``/v1/`` or ``/v2/`` answers a 404 in Descope's envelope.
 
 Errors are ``{"errorCode", "errorDescription", "errorMessage"}`` with the
-codes of :data:`ERRORS`. Only a store that is really down answers 503: the
-SDKs retry 503 and 520-530 answers.
+codes of :data:`ERRORS`: Descope's published codes where one has the meaning,
+else codes of our own in the ``E9xxxxx`` range, which Descope does not use.
+Only a store that is really down answers 503: the SDKs retry 503 and 520-530
+answers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import copy
 import hmac
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +37,14 @@ from ..errors import (
     CrossOriginRequest,
     InvalidToken,
     LogoutError,
+    ReuseDetected,
     StoreUnavailable,
     TokenExpired,
     TokenRevoked,
 )
 from ..extension import finish_error, get_manager
 from ..service import LogoutService, TokenPair
-from ..tokens import VerifiedToken
+from ..tokens import REFRESH, VerifiedToken
 from ._request import MAX_BODY_BYTES, body_too_large, is_text, json_body
 
 logger = logging.getLogger("flask_logout")
@@ -58,32 +65,41 @@ class DescopeError:
     description: str
 
 
-#: The documented error table: name -> code, HTTP status, description.
+#: The documented error table (docs/descope.md): name -> code, HTTP status, description.
+#: Descope's published codes (its Go SDK's ``descope/errors.go``, its Node SDK's
+#: ``lib/errors.ts``) are used with their published meaning; every other
+#: condition has a code of ours in ``E9xxxxx``, a range Descope does not use.
 ERRORS: dict[str, DescopeError] = {
-    "bad_body": DescopeError("E011001", 400, "Invalid request body"),
-    "bad_logout_type": DescopeError("E011002", 400, "Invalid logoutType"),
-    "missing_field": DescopeError("E011003", 400, "Missing or invalid argument"),
-    "missing_auth": DescopeError("E061001", 401, "Missing authorization"),
-    "malformed_auth": DescopeError("E061002", 401, "Malformed authorization"),
-    "project_mismatch": DescopeError("E061003", 401, "Project mismatch"),
-    "invalid_token": DescopeError("E061004", 401, "Invalid refresh token"),
-    "expired_token": DescopeError("E061005", 401, "Refresh token expired"),
-    "revoked_token": DescopeError("E061006", 401, "Refresh token revoked"),
-    "cross_origin": DescopeError("E061007", 403, "Cross-origin request refused"),
-    "bad_credentials": DescopeError("E062001", 401, "Invalid credentials"),
-    "unknown_project": DescopeError("E064001", 404, "Unknown project"),
-    "signin_disabled": DescopeError("E069001", 501, "Sign-in not configured"),
-    "store_down": DescopeError("E013001", 503, "Service unavailable"),
+    # Descope's own codes.
+    "bad_body": DescopeError("E011001", 400, "Bad request"),
+    "missing_field": DescopeError("E011002", 400, "Missing arguments"),
+    "invalid_field": DescopeError("E011004", 400, "Invalid arguments"),
+    "revoked_token": DescopeError("E064001", 401, "Token expired by logout"),
+    "rate_limited": DescopeError("E130429", 429, "Rate limit exceeded"),
+    # Ours.
+    "missing_auth": DescopeError("E901001", 401, "Missing authorization"),
+    "malformed_auth": DescopeError("E901002", 401, "Malformed authorization"),
+    "project_mismatch": DescopeError("E901003", 401, "Project mismatch"),
+    "invalid_token": DescopeError("E901004", 401, "Invalid refresh token"),
+    "expired_token": DescopeError("E901005", 401, "Refresh token expired"),
+    "rotated_token": DescopeError("E901006", 401, "Refresh token rotated out"),
+    "cross_origin": DescopeError("E901007", 403, "Cross-origin request refused"),
+    "bad_credentials": DescopeError("E902001", 401, "Invalid credentials"),
+    "unknown_project": DescopeError("E904001", 404, "Unknown project"),
+    "not_found": DescopeError("E904004", 404, "Not found"),
+    "signin_disabled": DescopeError("E905001", 501, "Sign-in not configured"),
+    "store_down": DescopeError("E905003", 503, "Service unavailable"),
 }
 
 
 class DescopeFailure(Exception):
     """Raised by the dialect's views; rendered with the Descope envelope."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.error = ERRORS[kind]
         self.message = message
+        self.retry_after = retry_after
 
 
 def error_response(failure: DescopeFailure) -> Response:
@@ -96,6 +112,8 @@ def error_response(failure: DescopeFailure) -> Response:
     )
     response.status_code = failure.error.status
     response.headers["Cache-Control"] = "no-store"
+    if failure.retry_after is not None:
+        response.headers["Retry-After"] = str(failure.retry_after)
     return response
 
 
@@ -118,7 +136,17 @@ def _core_error(error: LogoutError) -> Response:
 def translate(error: LogoutError) -> DescopeFailure:
     """Map a core error to the Descope error table."""
     if isinstance(error, TokenRevoked):
-        return DescopeFailure("revoked_token", "The refresh token was revoked; sign in again")
+        state = getattr(error, "state", None)
+        if (
+            not isinstance(error, ReuseDetected)
+            and state is not None
+            and state.replaced_by is not None
+            and not state.family_revoked
+            and state.generation == state.current_generation
+        ):
+            # Replaced by a refresh; its session goes on with the new token.
+            return DescopeFailure("rotated_token", "This refresh token was replaced by a refresh; use the new one")
+        return DescopeFailure("revoked_token", "The session was signed out; sign in again")
     if isinstance(error, TokenExpired):
         return DescopeFailure("expired_token", "The refresh token has expired; sign in again")
     if isinstance(error, InvalidToken):
@@ -260,26 +288,44 @@ def _check_project(service: LogoutService, presented: str) -> None:
 
 
 def _bearer_parts(service: LogoutService) -> tuple[str, str] | None:
-    """``(project_id, token)`` from ``Authorization: Bearer <pid>[:<token>]``, or ``None``."""
+    """``(project_id, token)`` from ``Authorization: Bearer <pid>[:<token>[:<key>]]``, or ``None``.
+
+    An SDK created with an auth management key appends it as a third part
+    (``@descope/node-sdk``, ``lib/index.ts``); this server has no management
+    keys, so it is ignored: the refresh JWT is the credential.
+    """
     header = request.headers.get("Authorization")
     if header is None or not header.strip():
         return None
     parts = header.split()
     if len(parts) != 2 or parts[0].lower() != "bearer":
         raise DescopeFailure("malformed_auth", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>")
-    project_id, _, token = parts[1].partition(":")
-    _check_project(service, project_id)
-    return project_id, token
+    fields = parts[1].split(":")
+    if len(fields) > 3:
+        raise DescopeFailure("malformed_auth", "Expected Authorization: Bearer <ProjectID>:<RefreshJWT>")
+    _check_project(service, fields[0])
+    return fields[0], fields[1] if len(fields) > 1 else ""
 
 
-def refresh_token_from_request(service: LogoutService) -> str:
-    """The refresh JWT from the bearer, or else from the refresh cookie (same origin only)."""
+def refresh_token_from_request(service: LogoutService, *, state_changing: bool = True) -> str:
+    """The refresh JWT from the bearer, or else from the refresh cookie (same origin only).
+
+    ``state_changing=False`` (reads: ``me``, tenants, history) lets a cookie
+    through without ``Origin``: a browser sends none on a same-origin GET, and
+    another origin's page cannot read the answer unless CORS allows its origin.
+    """
     parts = _bearer_parts(service)
     if parts is not None and parts[1]:
         return parts[1]
     cookie = request.cookies.get(service.config.cookies.refresh_name)
     if cookie:
-        if not same_origin(request.environ, service.config.trusted_origins):
+        environ = request.environ
+        foreign = (
+            not same_origin(environ, service.config.trusted_origins)
+            if state_changing
+            else from_foreign_page(environ, service.config.trusted_origins)
+        )
+        if foreign:
             raise DescopeFailure("cross_origin", "Cookie-authenticated requests must come from this site's origin")
         return cookie
     raise DescopeFailure(
@@ -303,10 +349,10 @@ def _logout_type(data: dict[str, Any]) -> str:
     if value is None:
         return CURRENT_SESSION
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise DescopeFailure("bad_logout_type", f"logoutType must be a list of strings; accepted values: {accepted}")
+        raise DescopeFailure("invalid_field", f"logoutType must be a list of strings; accepted values: {accepted}")
     unknown = [v for v in value if v not in LOGOUT_TYPES]
     if unknown:
-        raise DescopeFailure("bad_logout_type", f"Unknown logoutType value {unknown[0]!r}; accepted values: {accepted}")
+        raise DescopeFailure("invalid_field", f"Unknown logoutType value {unknown[0]!r}; accepted values: {accepted}")
     return ALL_SESSIONS if ALL_SESSIONS in value else CURRENT_SESSION
 
 
@@ -341,17 +387,97 @@ def logout_all() -> Response:
     return _signed_out_response(service)
 
 
-@bp.post("/v1/auth/refresh")
-def refresh() -> Response:
-    service = _service()
-    _body()
-    token = refresh_token_from_request(service)
-    pair = service.refresh(token, ip=service.request_ip(request.environ))
+def _refreshed(service: LogoutService, token: str) -> Response:
+    ip = service.request_ip(request.environ)
+    if service.config.descope_refresh_rotation:
+        pair = service.refresh(token, ip=ip)
+    else:
+        pair = service.refresh_access(token, ip=ip)  # Descope's default: the refresh JWT stays
     user = _load_user(pair.access.sub)
     if user is None:
         service.revoke_family(pair.access.fid)
         raise DescopeFailure("invalid_token", "The user of this session no longer exists")
     return _tokens_response(service, pair, user)
+
+
+@bp.post("/v1/auth/refresh")
+def refresh() -> Response:
+    service = _service()
+    _body()
+    return _refreshed(service, refresh_token_from_request(service))
+
+
+@bp.post("/v1/auth/try-refresh")
+def try_refresh() -> Response:
+    """Refresh if there is a live session; else 200 with ``{}`` (the SDKs call it on page load)."""
+    service = _service()
+    _body()
+    try:
+        token = refresh_token_from_request(service)
+        return _refreshed(service, token)
+    except DescopeFailure as failure:
+        if failure.error.status != 401 or failure.error.code == ERRORS["project_mismatch"].code:
+            raise
+    except LogoutError as error:
+        if isinstance(error, StoreUnavailable) or error.status != 401:
+            raise
+    response = jsonify({})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _session_user(service: LogoutService) -> tuple[VerifiedToken, dict[str, Any]]:
+    """The refresh token's session (live, not rotated out) and its user, for ``me`` and friends."""
+    token = refresh_token_from_request(service, state_changing=False)
+    verified, state = service.verify(token, expected_type=REFRESH)
+    service.check_ip(state, service.request_ip(request.environ))
+    user = _load_user(verified.sub)
+    if user is None:
+        raise DescopeFailure("invalid_token", "The user of this session no longer exists")
+    return verified, user
+
+
+@bp.get("/v1/auth/me")
+def me() -> Response:
+    service = _service()
+    _, user = _session_user(service)
+    body = copy.deepcopy(EMPTY_USER)
+    body.update({k: v for k, v in user.items() if k in EMPTY_USER})
+    return _no_store(jsonify(body))
+
+
+@bp.route("/v1/auth/me/tenants", methods=["GET", "POST"])
+def my_tenants() -> Response:
+    """The SDKs post ``{"dct": bool}`` or ``{"ids": [...]}``; flask-logout has no tenants."""
+    service = _service()
+    if request.method == "POST":
+        _body()
+    _session_user(service)
+    return _no_store(jsonify({"tenants": []}))
+
+
+@bp.get("/v1/auth/me/history")
+def my_history() -> Response:
+    """The user's live sign-ins, oldest first, in the shape of Descope's history entries."""
+    service = _service()
+    verified, _ = _session_user(service)
+    entries = [
+        {"userId": verified.sub, "loginTime": int(s.created_at), "city": "", "country": "", "ip": ""}
+        for s in service.live_sessions(verified.sub)
+    ]
+    return _no_store(jsonify(entries))
+
+
+@bp.route("/v1/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+@bp.route("/v2/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def not_found(rest: str) -> Response:
+    """Every other path (and method) of the API: Descope's envelope, never an HTML page."""
+    raise DescopeFailure("not_found", f"No {request.method} endpoint at {request.path}")
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/v1/auth/password/signin")
@@ -369,8 +495,11 @@ def password_signin() -> Response:
         _bearer_parts(service)  # the SDKs send Bearer <ProjectID>; it must match
     data = _body()
     login_id, password = data.get("loginId"), data.get("password")
+    if login_id is None or password is None or login_id == "" or password == "":
+        raise DescopeFailure("missing_field", "loginId and password are required")
     if not is_text(login_id) or not is_text(password):
-        raise DescopeFailure("missing_field", "loginId and password must be non-empty strings")
+        raise DescopeFailure("invalid_field", "loginId and password must be strings")
+    _rate_limit(service)
     check = get_manager().check_credentials
     if check is None:
         logger.error("flask_logout: password sign-in called but no credentials_loader is registered")
@@ -401,3 +530,58 @@ def _load_user(user_id: str) -> dict[str, Any] | None:
     if loader is None:
         return {"userId": user_id}
     return loader(user_id)
+
+
+# -- rate limiting (LOGOUT_SIGNIN_RATE_LIMIT) --------------------------------
+
+
+class SignInLimiter:
+    """Per-IP sign-in attempts, counted by the ``limits`` library (Flask-Limiter's engine).
+
+    The storage is ``LOGOUT_RATE_LIMIT_STORAGE_URI``: ``memory://`` counts per
+    process, ``redis://...`` across every process and host.
+    """
+
+    def __init__(self, limit: str, storage_uri: str) -> None:
+        from limits import parse_many
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.limits = parse_many(limit)
+        self.strategy = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    def hit(self, key: str) -> int | None:
+        """Count one attempt; ``None`` if allowed, else the whole seconds to wait."""
+        wait: int | None = None
+        for item in self.limits:
+            if not self.strategy.hit(item, _LIMIT_SCOPE, key):
+                stats = self.strategy.get_window_stats(item, _LIMIT_SCOPE, key)
+                seconds = max(1, math.ceil(stats.reset_time - time.time()))
+                wait = seconds if wait is None else max(wait, seconds)
+        return wait
+
+
+_LIMIT_SCOPE = "flask-logout-signin"
+
+
+def _rate_limit(service: LogoutService) -> None:
+    limiter = current_app.extensions.get(LIMITER_KEY)
+    if limiter is None:
+        return
+    try:
+        wait = limiter.hit(service.request_ip(request.environ) or "unknown")
+    except Exception as exc:  # the shared storage is down: do not lock everyone out
+        logger.error("flask_logout: sign-in rate limit storage failed: %s", exc.__class__.__name__)
+        return
+    if wait is not None:
+        raise DescopeFailure("rate_limited", f"Too many sign-in attempts; retry in {wait} seconds", retry_after=wait)
+
+
+LIMITER_KEY = "flask_logout_signin_limiter"
+
+
+@bp.record_once
+def _setup(state: Any) -> None:
+    config = state.app.extensions["flask_logout"].service.config
+    if config.signin_rate_limit:
+        state.app.extensions[LIMITER_KEY] = SignInLimiter(config.signin_rate_limit, config.rate_limit_storage_uri)
