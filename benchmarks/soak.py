@@ -77,7 +77,8 @@ class Traffic:
     def record(self, what: str, response: httpx.Response) -> None:
         with self.lock:
             self.statuses[response.status_code] += 1
-            if response.status_code >= 500:
+            # The session dialect answers a store failure with HTTP 200 and Cloudreve's CodeDBError.
+            if response.status_code >= 500 or (what in _SESSION_CALLS and response.json().get("code") == 50001):
                 self.server_errors.append(f"{what}: {response.status_code} {response.text[:200]}")
 
     def worker(self, seed: int, stop: threading.Event) -> None:
@@ -90,13 +91,13 @@ class Traffic:
                 if action < 0.15 or session is None:
                     r = http.post("/session/token", json={"email": "alice@example.com", "password": "wonderland"})
                     self.record("sign-in", r)
-                    if r.status_code == 200:
+                    if _session_ok(r):
                         with self.lock:
                             self.sessions.append(r.json()["data"]["token"])
                 elif action < 0.30:
                     r = http.post("/session/token/refresh", json={"refresh_token": session["refresh_token"]})
                     self.record("refresh", r)
-                    if r.status_code == 200:
+                    if _session_ok(r):
                         with self.lock:
                             if session in self.sessions:
                                 self.sessions.remove(session)
@@ -105,7 +106,7 @@ class Traffic:
                 elif action < 0.40:
                     r = http.request("DELETE", "/session/token", json={"refresh_token": session["refresh_token"]})
                     self.record("sign-out", r)
-                    if r.status_code == 200:
+                    if _session_ok(r):
                         with self.lock:
                             if session in self.sessions:
                                 self.sessions.remove(session)
@@ -124,6 +125,14 @@ class Traffic:
                 else:
                     r = http.get("/api/me", headers={"Authorization": f"Bearer {session['access_token']}"})
                     self.record("protected", r)
+
+
+_SESSION_CALLS = frozenset({"sign-in", "refresh", "sign-out", "replay refresh"})
+
+
+def _session_ok(response: Any) -> bool:
+    """Success in the session dialect: Cloudreve's protocol answers failures with HTTP 200 too."""
+    return response.status_code == 200 and response.json().get("code") == 0
 
 
 def run(seconds: float, clients: int = 6) -> dict[str, Any]:
@@ -194,7 +203,7 @@ def run(seconds: float, clients: int = 6) -> dict[str, Any]:
                 replayed += 1
                 r = http.post("/session/token/refresh", json={"refresh_token": token})
                 traffic.record("replay refresh", r)
-                accepted += r.status_code == 200
+                accepted += _session_ok(r)
         requests = sum(traffic.statuses.values())
         return {
             "seconds": round(time.monotonic() - started, 1),

@@ -7,11 +7,13 @@ request with ``credentials: 'include'``, ``Authorization``, JSON and
 ``Access-Control-Allow-Origin`` naming the page's exact origin with
 ``Access-Control-Allow-Credentials: true``.
 
-Flask answers go through Flask-CORS (:func:`enable`). The
-:class:`~flask_logout.middleware.BearerMiddleware` answers its 401, 403 and
-503 refusals itself, outside Flask, so it adds the same headers with
-:func:`refusal_headers`: without them the page's script could not read the
-refusal (it would see a network error instead of a 401).
+Flask answers go through Flask-CORS (:func:`enable`); in a Flask app the
+:class:`~flask_logout.middleware.BearerMiddleware`'s 401, 403 and 503
+refusals go through Flask too. Around a plain WSGI app the middleware answers
+them itself and adds the same headers with :func:`refusal_headers`: without
+them the page's script could not read the refusal (it would see a network
+error instead of a 401). Every answer on these paths says ``Vary: Origin``,
+granted or not, so that no cache serves one origin's answer to another.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def resource_patterns(config: LogoutConfig) -> list[str]:
     """Path patterns CORS applies to: the descope endpoints and the protected paths."""
     patterns = []
     if "descope" in config.dialects:
-        patterns.append(r"/v[12]/.*")
+        patterns.append(re.escape(config.url_prefixes.get("descope", "")) + r"/v[12]/.*")
     for path in config.protected_paths:
         patterns.append(re.escape(path.rstrip("/")) + r"(/.*)?\Z")
     return patterns
@@ -67,6 +69,17 @@ def enable(app: Any, config: LogoutConfig) -> None:
         max_age=MAX_AGE,
         vary_header=True,
     )
+    from flask import request
+
+    compiled = [re.compile(pattern) for pattern in patterns]
+
+    def vary_on_origin(response: Any) -> Any:
+        # Flask-CORS says Vary: Origin only where it grants an origin.
+        if any(pattern.match(request.path) for pattern in compiled):
+            response.vary.add("Origin")
+        return response
+
+    app.after_request(vary_on_origin)
 
 
 def refusal_headers(environ: Mapping[str, Any], config: LogoutConfig) -> list[tuple[str, str]]:

@@ -486,26 +486,11 @@ class LogoutService:
         revoked and :class:`TokenRevoked` raised. API clients are checked by
         their client row instead (a deleted client's tokens are refused).
         """
-        verified, _ = self._verify_refresh(refresh_token, ip=ip)
-        if verified.cid is None and self.user_exists is not None and not self.user_exists(verified.sub):
-            self.revoke_family(verified.fid)
-            raise TokenRevoked(detail="the user no longer exists")
-        cvh = verified.claims.get("cvh")
-        if verified.cid is None and self.credential_version is not None:
-            current = self._credential_hash(verified.sub)
-            if current is None or not isinstance(cvh, str) or not hmac.compare_digest(cvh, current):
-                self.revoke_family(verified.fid)
-                raise TokenRevoked(detail="the user's credentials changed")
+        verified, cvh = self._refreshable(refresh_token, ip=ip)
         try:
             with self.store.transaction() as conn:
-                extra = {k: v for k, v in verified.claims.items() if k not in RESERVED_CLAIMS}
                 pair, rows = self._mint(
-                    verified.sub,
-                    verified.cid,
-                    verified.fid,
-                    verified.gen,
-                    extra=extra,
-                    cvh=cvh if isinstance(cvh, str) else None,
+                    verified.sub, verified.cid, verified.fid, verified.gen, extra=_carried(verified), cvh=cvh
                 )
                 if not self.store.revoke_token(verified.jti, conn, replaced_by=pair.refresh.jti):
                     raise TokenRevoked(detail="refresh token already rotated")
@@ -521,21 +506,39 @@ class LogoutService:
 
         The same checks as :meth:`refresh` (a rotated-out token is refused and
         may set off reuse detection; a user the ``user_exists`` check no longer
-        knows loses the session).
+        knows, or whose credential version changed, loses the session), and
+        the same custom claims on the new access token.
         """
-        verified, _ = self._verify_refresh(refresh_token, ip=ip)
-        if verified.cid is None and self.user_exists is not None and not self.user_exists(verified.sub):
-            self.revoke_family(verified.fid)
-            raise TokenRevoked(detail="the user no longer exists")
+        verified, cvh = self._refreshable(refresh_token, ip=ip)
         try:
             with self.store.transaction() as conn:
-                minted, rows = self._mint(verified.sub, verified.cid, verified.fid, verified.gen)
+                minted, rows = self._mint(
+                    verified.sub, verified.cid, verified.fid, verified.gen, extra=_carried(verified), cvh=cvh
+                )
                 self.store.record_tokens(conn, [row for row in rows if row.typ == ACCESS])
         except SQLAlchemyError as exc:
             raise _store_down(exc) from None
         pair = TokenPair(minted.access_token, refresh_token, minted.access, verified, minted.expires_in)
         signals.token_refreshed.send(self, pair=pair, previous_jti=None)
         return pair
+
+    def _refreshable(self, refresh_token: str, *, ip: str | None) -> tuple[VerifiedToken, str | None]:
+        """The checks every refresh makes, rotating or not: the token (with the
+        whitelist and reuse detection), then, for an end user, that the user
+        still exists and that their credential version is the one the token
+        was issued under. A failed user check ends the session. Returns the
+        token and its ``cvh`` claim, to carry over."""
+        verified, _ = self._verify_refresh(refresh_token, ip=ip)
+        if verified.cid is None and self.user_exists is not None and not self.user_exists(verified.sub):
+            self.revoke_family(verified.fid)
+            raise TokenRevoked(detail="the user no longer exists")
+        cvh = verified.claims.get("cvh")
+        if verified.cid is None and self.credential_version is not None:
+            current = self._credential_hash(verified.sub)
+            if current is None or not isinstance(cvh, str) or not hmac.compare_digest(cvh, current):
+                self.revoke_family(verified.fid)
+                raise TokenRevoked(detail="the user's credentials changed")
+        return verified, cvh if isinstance(cvh, str) else None
 
     def _verify_refresh(self, refresh_token: str, *, ip: str | None) -> tuple[VerifiedToken, TokenState]:
         """:meth:`verify` for a refresh token and the client's whitelist, then
@@ -990,6 +993,11 @@ def _custom_claims(claims: Mapping[str, Any] | None) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"claims must be JSON-serialisable: {exc}") from None
     return extra
+
+
+def _carried(token: VerifiedToken) -> dict[str, Any]:
+    """The custom claims of ``token`` (see ``issue_tokens(claims=...)``), carried to its successors."""
+    return {name: value for name, value in token.claims.items() if name not in RESERVED_CLAIMS}
 
 
 def _new_id() -> str:

@@ -233,7 +233,7 @@ def test_try_refresh(client: Any) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/v1/auth/unknown"), ("post", "/v1/flow/start"), ("get", "/v1/auth/logout"), ("delete", "/v2/keys/x/y")],
+    [("get", "/v1/auth/unknown"), ("post", "/v1/flow/start"), ("delete", "/v2/keys/x/y")],
 )
 def test_unknown_api_paths_answer_descopes_json_404(client: Any, method: str, path: str) -> None:
     response = getattr(client, method)(path)
@@ -339,7 +339,11 @@ def test_sign_in_is_rate_limited_per_ip(database_uri: str, rsa_pem: str, storage
     uri = "memory://" if storage == "memory" else _redis_storage()
     app = _limited_app(database_uri, rsa_pem, uri)
     client = app.test_client()
-    ip = f"198.51.100.{uuid.uuid4().int % 250 + 1}" if storage == "memory" else f"2001:db8::{uuid.uuid4().hex[:4]}"
+    ip = (
+        f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+        if storage == "memory"
+        else f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    )
     if storage == "redis":  # a second process (another app on the same storage) shares the counter
         other = _limited_app(database_uri, rsa_pem, uri).test_client()
         assert _attempt(other, ip).status_code == 401
@@ -357,7 +361,8 @@ def test_sign_in_is_rate_limited_per_ip(database_uri: str, rsa_pem: str, storage
     assert body["errorMessage"] == f"Too many sign-in attempts; retry in {retry_after} seconds"
     assert refused.headers["Access-Control-Allow-Origin"] == SPA
     assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
-    assert _attempt(client, "192.0.2.77").status_code == 401  # another address is not limited
+    other_ip = f"192.0.2.{uuid.uuid4().int % 250 + 1}"  # fresh per run: Redis keeps counters for the window
+    assert _attempt(client, other_ip).status_code == 401  # another address is not limited
     get_service(app).close()
 
 
@@ -408,3 +413,48 @@ def test_partitioned_cookies(database_uri: str, rsa_pem: str) -> None:
     for header in signed_out.headers.getlist("Set-Cookie"):
         assert "Max-Age=0" in header and header.endswith("; Partitioned")
     get_service(app).close()
+
+
+def test_cors_follows_the_descope_prefix(database_uri: str, rsa_pem: str) -> None:
+    """Under LOGOUT_URL_PREFIXES the Descope endpoints move, and their CORS answers move with them."""
+    app = create_app(
+        example_settings(database_uri, rsa_pem, LOGOUT_CORS_ORIGINS=[SPA], LOGOUT_URL_PREFIXES={"descope": "/idp"})
+    )
+    client = app.test_client()
+    preflight = client.options("/idp/v1/auth/refresh", headers={"Origin": SPA, "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["Access-Control-Allow-Origin"] == SPA
+    assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Origin" in preflight.headers["Vary"]
+    get_service(app).close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("PUT", "/v1/auth/password/signin", "POST"), ("DELETE", "/v1/auth/me", "GET"), ("GET", "/v1/auth/logout", "POST")],
+)
+def test_a_known_path_with_another_method_is_405_in_the_envelope(
+    client: Any, method: str, path: str, allow: str
+) -> None:
+    response = client.open(path, method=method)
+    assert (response.status_code, response.headers["Allow"]) == (405, allow)
+    assert response.get_json() == {
+        "errorCode": "E904005",
+        "errorDescription": "Method not allowed",
+        "errorMessage": f"{path} does not take {method}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [("/v1/auth/try-refresh", "POST, OPTIONS"), (f"/v2/keys/{PROJECT_ID}", "GET, HEAD, OPTIONS")],
+)
+def test_options_allow_names_only_what_the_path_serves(client: Any, path: str, allow: str) -> None:
+    """The JSON catch-all under /v1 and /v2 takes every method; Allow must not say so."""
+    response = client.options(path)
+    assert (response.status_code, response.headers["Allow"]) == (200, allow)
+
+
+def test_options_on_an_unknown_api_path_is_404_in_the_envelope(client: Any) -> None:
+    response = client.options("/v1/auth/nothing-here")
+    assert response.status_code == 404
+    assert response.get_json()["errorCode"] == "E904004"

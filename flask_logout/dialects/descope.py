@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from ..cookies import clear_auth_cookies, from_foreign_page, same_origin, set_auth_cookies
 from ..errors import (
@@ -87,6 +88,7 @@ ERRORS: dict[str, DescopeError] = {
     "bad_credentials": DescopeError("E902001", 401, "Invalid credentials"),
     "unknown_project": DescopeError("E904001", 404, "Unknown project"),
     "not_found": DescopeError("E904004", 404, "Not found"),
+    "method_not_allowed": DescopeError("E904005", 405, "Method not allowed"),
     "signin_disabled": DescopeError("E905001", 501, "Sign-in not configured"),
     "store_down": DescopeError("E905003", 503, "Service unavailable"),
 }
@@ -95,11 +97,12 @@ ERRORS: dict[str, DescopeError] = {
 class DescopeFailure(Exception):
     """Raised by the dialect's views; rendered with the Descope envelope."""
 
-    def __init__(self, kind: str, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, *, retry_after: int | None = None, allow: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.error = ERRORS[kind]
         self.message = message
         self.retry_after = retry_after
+        self.allow = allow
 
 
 def error_response(failure: DescopeFailure) -> Response:
@@ -114,6 +117,8 @@ def error_response(failure: DescopeFailure) -> Response:
     response.headers["Cache-Control"] = "no-store"
     if failure.retry_after is not None:
         response.headers["Retry-After"] = str(failure.retry_after)
+    if failure.allow:
+        response.headers["Allow"] = ", ".join(failure.allow)  # RFC 9110 section 15.5.6
     return response
 
 
@@ -471,8 +476,46 @@ def my_history() -> Response:
 @bp.route("/v1/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 @bp.route("/v2/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_found(rest: str) -> Response:
-    """Every other path (and method) of the API: Descope's envelope, never an HTML page."""
+    """Every other path (and method) of the API: Descope's envelope, never an HTML page.
+
+    A path that exists with other methods answers 405 with ``Allow``, as
+    Flask itself would; any other path 404.
+    """
+    allow = _methods_served()
+    if allow:
+        raise DescopeFailure("method_not_allowed", f"{request.path} does not take {request.method}", allow=allow)
     raise DescopeFailure("not_found", f"No {request.method} endpoint at {request.path}")
+
+
+_API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_CATCH_ALL = f"{bp.name}.not_found"
+
+
+def _methods_served() -> tuple[str, ...]:
+    """The methods a real view (not the catch-all) serves on this request's path."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    served = []
+    for method in _API_METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint != _CATCH_ALL:
+            served.append(method)
+    return tuple(served)
+
+
+@bp.after_request
+def _honest_allow(response: Response) -> Response:
+    """Flask's automatic ``OPTIONS`` answer would list the catch-all's methods
+    too: ``Allow`` names only what the path really serves (RFC 9110 section 10.2.1)."""
+    if request.method == "OPTIONS" and "Allow" in response.headers:
+        served = _methods_served()
+        if not served:
+            return _failure(DescopeFailure("not_found", f"No endpoint at {request.path}"))
+        implicit = ("HEAD", "OPTIONS") if "GET" in served else ("OPTIONS",)
+        response.headers["Allow"] = ", ".join(served + implicit)
+    return response
 
 
 def _no_store(response: Response) -> Response:
