@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from flask_logout import LogoutService
 
@@ -351,6 +352,40 @@ def test_listen_that_never_delivers_is_reported_and_polling_carries_on(
         assert sum(warning in r.getMessage() for r in caplog.records) == 1
         writer.revoke_family(pair.access.fid)
         assert _first(lambda: _refused(reader, pair.access_token), within=10) is not None  # by polling
+    finally:
+        reader.close()
+        writer.close()
+        proxy.close()
+
+
+@pytest.mark.mariadb
+def test_black_holed_mariadb_answers_503_in_bounded_time_and_recovers(mariadb_uri: str) -> None:
+    """MariaDB behind a black hole: the first-sight look-up, a sign-out and a sync each fail within the bound."""
+    from flask_logout import StoreUnavailable
+
+    proxy = FaultProxy(target_port=3306)
+    proxied = mariadb_uri.replace("@127.0.0.1:3306/", f"@127.0.0.1:{proxy.port}/")
+    assert str(proxy.port) in proxied
+    writer, reader = _services(mariadb_uri, proxied, LOGOUT_SYNC_INTERVAL=600, LOGOUT_MAX_STALENESS=1800)
+    try:
+        warm, cold = writer.issue_tokens("u"), writer.issue_tokens("v")
+        reader.authenticate(_request(warm.access_token))  # opens the look-up and pooled connections
+        reader.replica.sync()
+        proxy.blackhole()
+        for what, attempt in (
+            ("first-sight look-up", lambda: reader.authenticate(_request(cold.access_token))),
+            ("sign-out", lambda: reader.revoke_family(cold.access.fid)),
+            ("sync", reader.replica.sync),
+        ):
+            started = time.monotonic()
+            with pytest.raises((StoreUnavailable, sa.exc.DBAPIError)):
+                attempt()
+            took = time.monotonic() - started
+            assert took < ANSWER_BOUND, f"{what} took {took:.1f} s"
+        proxy.up()
+        assert _first(lambda: not _refused(reader, cold.access_token), within=RECOVERY_BOUND) is not None
+        assert reader.revoke_family(cold.access.fid) is True
+        assert _refused(reader, cold.access_token)
     finally:
         reader.close()
         writer.close()
