@@ -656,7 +656,7 @@ class SQLStore:
         self.is_mysql = engine.dialect.name in ("mysql", "mariadb")
         #: Called with the highest log sequence number of each committed
         #: transaction that wrote to the log (a push channel's publisher).
-        self.announcer: Callable[[int], None] | None = None
+        self.announcer: Callable[[int], object] | None = None
         self._raw = _RawLookup.for_engine(engine, self._lookup, timeout)
         self._timeout = timeout
 

@@ -39,6 +39,8 @@ V6_ONLY = ("v6-client", "v6-secret", ("2001:db8::/32",))
 
 _pg_state: dict[str, Any] = {}
 _mariadb_state: dict[str, Any] = {}
+REDIS_URL = os.environ.get("FLASK_LOGOUT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_redis_state: dict[str, Any] = {}
 
 
 def _ci() -> bool:
@@ -133,6 +135,31 @@ def mariadb_uri() -> Iterator[str]:
     yield sa.engine.make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP DATABASE {name}"))
+
+
+def _redis_reachable() -> None:
+    if "checked" not in _redis_state:
+        _redis_state["checked"] = True
+        try:
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+            client.ping()
+            client.close()
+        except Exception as exc:  # any failure to reach the server (or redis-py missing)
+            _redis_state["error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if "error" in _redis_state:
+        reason = f"Redis not reachable at {REDIS_URL} ({_redis_state['error']}); set FLASK_LOGOUT_TEST_REDIS_URL"
+        if _ci():
+            pytest.fail("CI=true and " + reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_settings() -> dict[str, str]:
+    """LOGOUT_REDIS_URL for the test Redis, and a channel no other test uses."""
+    _redis_reachable()
+    return {"LOGOUT_REDIS_URL": REDIS_URL, "LOGOUT_PUSH_CHANNEL": "t_" + uuid.uuid4().hex[:12]}
 
 
 @pytest.fixture(

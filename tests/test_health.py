@@ -140,12 +140,15 @@ def test_health_app_answers_200_when_fresh_and_503_when_stale(
         "fresh",
         "last_error",
         "last_error_at",
+        "last_publish_error",
         "last_sync_at",
         "max_staleness",
         "push",
         "push_enabled",
+        "publish_failures",
         "push_error",
         "push_reconnects",
+        "push_via",
         "running",
         "stale",
         "store_timeout",
@@ -258,3 +261,20 @@ def test_mariadb_lock_wait_is_bounded_by_the_store_timeout(mariadb_uri: str) -> 
     finally:
         other.dispose()
         service.close()
+
+
+@pytest.mark.redis
+def test_cli_status_probes_the_redis_channel(tmp_path: Any, redis_settings: dict[str, str]) -> None:
+    app = build_app(f"sqlite:///{tmp_path}/store.sqlite3", **redis_settings)
+    try:
+        result = app.test_cli_runner().invoke(args=["logout", "status", "--json"])
+        assert result.exit_code == 0, result.output
+        status = json.loads(result.output)
+        assert (status["push"], status["push_via"], status["channel"], status["push_error"]) == (
+            True,
+            "redis",
+            redis_settings["LOGOUT_PUSH_CHANNEL"],
+            None,
+        )
+    finally:
+        get_service(app).close()
