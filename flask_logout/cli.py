@@ -21,7 +21,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from .errors import StoreUnavailable
 from .extension import get_service
 from .service import LogoutService
-from .store import NOTIFY_CHANNEL
 
 logout_cli = AppGroup("logout", help="Revoke tokens and maintain the flask-logout store.")
 
@@ -202,7 +201,7 @@ def status_command(as_json: bool) -> None:
     status = service.status().as_dict()
     status["push"] = push  # this command's own probe; a worker reports its live connection
     if push:
-        status["channel"] = NOTIFY_CHANNEL
+        status["channel"] = service.replica.channel_name()
         status["push_error"] = None
     if as_json:
         click.echo(json.dumps(status, sort_keys=True))

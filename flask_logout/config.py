@@ -248,7 +248,8 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "LOGOUT_PUSH",
         "bool",
         "`True`",
-        "On PostgreSQL, LISTEN for revocations so other processes see them within milliseconds.",
+        "Push revocations so other processes see them within milliseconds: PostgreSQL LISTEN/NOTIFY, or Redis "
+        "pub/sub with `LOGOUT_REDIS_URL`.",
     ),
     SettingDoc(
         "LOGOUT_STORE_TIMEOUT",
@@ -263,6 +264,20 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "`5.0`",
         "How often the LISTEN connection sends itself a NOTIFY; one not back within `LOGOUT_STORE_TIMEOUT` "
         "means the connection is dead, and it is reopened.",
+    ),
+    SettingDoc(
+        "LOGOUT_REDIS_URL",
+        "str",
+        "none",
+        "Push revocations through Redis pub/sub (`redis://host:6379/0`) instead of PostgreSQL LISTEN/NOTIFY: "
+        "for MariaDB and SQLite stores, poolers in transaction mode, or where Redis is there anyway. "
+        "Needs `flask-logout[redis]`.",
+    ),
+    SettingDoc(
+        "LOGOUT_PUSH_CHANNEL",
+        "str",
+        "`flask_logout`",
+        "The Redis channel of `LOGOUT_REDIS_URL`; deployments sharing one Redis each need their own.",
     ),
     SettingDoc(
         "LOGOUT_HEALTH_PATH",
@@ -373,6 +388,8 @@ class LogoutConfig:
     store_timeout: float = 3.0
     push_heartbeat: float = 5.0
     health_path: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    push_channel: str = "flask_logout"
     create_tables: bool = True
     keyring: bool = False
     keyring_passphrase: bytes | None = field(default=None, repr=False)
@@ -723,7 +740,26 @@ def _replication(settings: Mapping[str, Any]) -> dict[str, Any]:
         "push": _bool(settings, "LOGOUT_PUSH", True),
         "purge_interval": _float(settings, "LOGOUT_PURGE_INTERVAL", 3600.0, allow_zero=True),
         **_bounds(settings),
+        **_redis(settings),
     }
+
+
+def _redis(settings: Mapping[str, Any]) -> dict[str, Any]:
+    url = settings.get("LOGOUT_REDIS_URL")
+    if url is not None:
+        # Never echo the value: a Redis URL may carry a password.
+        if not isinstance(url, str) or not re.match(r"(rediss?|unix)://", url):
+            raise ConfigError("LOGOUT_REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "LOGOUT_REDIS_URL", "needs the redis package: pip install 'flask-logout[redis]'"
+            ) from None
+    channel = settings.get("LOGOUT_PUSH_CHANNEL", "flask_logout")
+    if not isinstance(channel, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", channel):
+        raise ConfigError("LOGOUT_PUSH_CHANNEL", f"must be 1 to 100 letters, digits or '_.:-', not {channel!r}")
+    return {"redis_url": url, "push_channel": channel}
 
 
 def _bounds(settings: Mapping[str, Any]) -> dict[str, Any]:

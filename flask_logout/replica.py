@@ -11,11 +11,12 @@ dictionary look-ups. It holds, for access tokens that may still be alive:
 It follows the store's replication log (``logout_events``) by sequence
 number. A revocation made by this process is applied here as soon as it is
 committed. Others arrive by polling every ``LOGOUT_SYNC_INTERVAL`` seconds
-and, on PostgreSQL, at once through ``LISTEN``/``NOTIFY``. If no sync has
+and at once by push: ``LISTEN``/``NOTIFY`` on PostgreSQL, or Redis pub/sub
+on any store when ``LOGOUT_REDIS_URL`` is set (:mod:`flask_logout.push_redis`). If no sync has
 succeeded for ``LOGOUT_MAX_STALENESS`` seconds, :meth:`Replica.fresh` turns
 false and requests are refused (fail closed) until one does.
 
-PostgreSQL hands out sequence numbers before commit, so a later number can
+PostgreSQL and MariaDB/MySQL hand out sequence numbers before commit, so a later number can
 become visible before an earlier one. The replica therefore re-reads from
 the lowest number it may still be missing, and only gives up on a gap (a
 rolled-back transaction) after ``GAP_TIMEOUT`` seconds. Applying an event
@@ -38,11 +39,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from .store import NOTIFY_CHANNEL, Event, SQLStore, deadline
+
+if TYPE_CHECKING:
+    from .push_redis import RedisChannel
 
 logger = logging.getLogger("flask_logout")
 
@@ -50,6 +54,8 @@ GAP_TIMEOUT = 30.0
 CATCH_UP_WAIT = 2.0
 #: After LISTEN was found not to deliver notifications, how long to wait before trying again.
 PUSH_RETRY_AFTER_FAILURE = 60.0
+#: Reconnecting a lost push connection: wait 1 s, then twice as long each failure, up to this.
+PUSH_BACKOFF_MAX = 16.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,13 @@ class ReplicaStatus:
     ``age`` is the seconds since the last successful sync (None: never);
     ``fresh`` is whether that is within ``max_staleness``; ``push`` is True
     while a ``LISTEN`` connection is up and its heartbeat comes back;
-    ``push_error`` says why push is off; ``last_error`` is the exception class
-    of the last failed sync and ``last_error_at`` its Unix time.
+    ``push_error`` says why push is off; ``push_via`` is ``"postgres"``
+    (LISTEN/NOTIFY) or ``"redis"`` (pub/sub, ``LOGOUT_REDIS_URL``), None
+    without push; ``publish_failures`` counts Redis publishes that failed
+    or were skipped after a failure, ``last_publish_error`` is the exception
+    class of the last one (None once a publish works again);
+    ``last_error`` is the exception class of the last failed sync and
+    ``last_error_at`` its Unix time.
     """
 
     fresh: bool
@@ -73,6 +84,9 @@ class ReplicaStatus:
     channel: str | None
     push_error: str | None
     push_reconnects: int
+    push_via: str | None
+    publish_failures: int
+    last_publish_error: str | None
     last_sync_at: float | None
     last_error: str | None
     last_error_at: float | None
@@ -115,12 +129,17 @@ class Replica:
         purge_interval: float = 3600.0,
         heartbeat: float = 5.0,
         clock: Callable[[], float] = time.time,
+        redis: RedisChannel | None = None,
     ) -> None:
         self.store = store
         self.heartbeat = heartbeat
         self.sync_interval = sync_interval
         self.max_staleness = max_staleness
-        self.push = push and store.is_postgres
+        #: The Redis push channel, if LOGOUT_REDIS_URL is set (it replaces LISTEN/NOTIFY).
+        self.redis = redis if push else None
+        self.push = push and (store.is_postgres or self.redis is not None)
+        if self.redis is not None:
+            store.announcer = self.redis.publish  # after each commit that wrote to the log
         self.purge_interval = purge_interval
         #: False until this process's sync threads run (again after a fork).
         self.running = False
@@ -155,6 +174,7 @@ class Replica:
         self._push_reconnects = 0
         self._push_was_up = False
         self._push_warned = False
+        self._push_up_since_last_try = False
         _REPLICAS.add(self)
 
     # -- the request path -------------------------------------------------
@@ -277,14 +297,24 @@ class Replica:
             running=self.running,
             push_enabled=self.push,
             push=self._push_up,
-            channel=NOTIFY_CHANNEL if self._push_up else None,
+            channel=self.channel_name() if self._push_up else None,
             push_error=None if self._push_up else self._push_error,
             push_reconnects=self._push_reconnects,
+            push_via=None if not self.push else "redis" if self.redis is not None else "postgres",
+            publish_failures=self.redis.publish_failures if self.redis is not None else 0,
+            last_publish_error=self.redis.last_publish_error if self.redis is not None else None,
             last_sync_at=self._last_ok_wall,
             last_error=error[0] if error else None,
             last_error_at=error[1] if error else None,
             store_timeout=self.store.timeout,
         )
+
+    def channel_name(self) -> str:
+        """The push channel: the Redis channel with ``LOGOUT_REDIS_URL``, else PostgreSQL's."""
+        return self.redis.channel if self.redis is not None else NOTIFY_CHANNEL
+
+    def _push_name(self) -> str:
+        return "Redis subscription" if self.redis is not None else "LISTEN connection"
 
     def _failed(self, exc: BaseException) -> None:
         self._last_error = (exc.__class__.__name__, time.time())
@@ -366,6 +396,8 @@ class Replica:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
         self._threads = []
+        if self.redis is not None:
+            self.redis.close()
 
     def _after_fork(self) -> None:
         # Threads do not survive fork(); neither may pooled connections be shared.
@@ -419,10 +451,14 @@ class Replica:
         logged once, and push is retried only every minute.
         """
         pid = os.getpid()
+        failures = 0
         while not self._stopped and self._threads_pid == pid:
             fresh_connection_failed = False
             try:
-                self._listen_once(pid)
+                if self.redis is not None:
+                    self._subscribe_once(pid)
+                else:
+                    self._listen_once(pid)
             except _NoEcho as exc:
                 fresh_connection_failed = bool(exc.args and exc.args[0] == "first")
                 self._push_down("heartbeat did not come back")
@@ -433,26 +469,32 @@ class Replica:
                 if not self._push_warned:
                     self._push_warned = True
                     logger.warning(
-                        "flask_logout: LISTEN/NOTIFY does not work on this connection (PgBouncer transaction "
-                        "pooling?); falling back to polling every LOGOUT_SYNC_INTERVAL (%.1f s)",
+                        "flask_logout: %s; falling back to polling every LOGOUT_SYNC_INTERVAL (%.1f s)",
+                        "the Redis heartbeat does not come back"
+                        if self.redis is not None
+                        else "LISTEN/NOTIFY does not work on this connection (PgBouncer transaction pooling?)",
                         self.sync_interval,
                     )
                     self._tell("push_unavailable")
                 self._stop_event.wait(PUSH_RETRY_AFTER_FAILURE)
             else:
-                self._stop_event.wait(1.0)
+                # Back off: 1 s after losing a working connection, doubling while reconnecting fails.
+                failures = 0 if self._push_up_since_last_try else failures + 1
+                self._push_up_since_last_try = False
+                self._stop_event.wait(min(PUSH_BACKOFF_MAX, 2.0 ** max(0, failures - 1)))
 
     def _push_down(self, reason: str) -> None:
         self._push_error = reason
         if self._push_up:
             self._push_up = False
-            logger.warning("flask_logout: LISTEN connection lost (%s); reconnecting, polling meanwhile", reason)
-            # The pooled connections took the same way to the server and may be
-            # as dead: drop the idle ones now rather than find out one timeout at a time.
-            self.store.recycle()
+            logger.warning("flask_logout: %s lost (%s); reconnecting, polling meanwhile", self._push_name(), reason)
+            if self.redis is None:
+                # The pooled connections took the same way to the server and may be
+                # as dead: drop the idle ones now rather than find out one timeout at a time.
+                self.store.recycle()
             self._tell("push_lost")
         else:
-            logger.debug("flask_logout: LISTEN connection failed (%s)", reason)
+            logger.debug("flask_logout: %s failed (%s)", self._push_name(), reason)
 
     def _listen_once(self, pid: int) -> None:
         # A connection of its own, outside the pool: it sits in LISTEN for good.
@@ -466,16 +508,7 @@ class Replica:
                 self._beat(connection, own)
             except _NoEcho:
                 raise _NoEcho("first") from None
-            self._push_up = True
-            self._push_error = None
-            self._push_warned = False
-            if self._push_was_up:
-                self._push_reconnects += 1
-                logger.warning("flask_logout: LISTEN connection reconnected (channel %s)", NOTIFY_CHANNEL)
-                self._tell("push_restored")
-            else:
-                logger.info("flask_logout: LISTEN connection established (channel %s)", NOTIFY_CHANNEL)
-            self._push_was_up = True
+            self._push_connected()
             self._sync_quietly()  # anything committed before LISTEN took hold
             next_beat = time.monotonic() + self.heartbeat
             while not self._stopped and self._threads_pid == pid:
@@ -487,6 +520,51 @@ class Replica:
         finally:
             with suppress(Exception):
                 connection.close()
+
+    def _push_connected(self) -> None:
+        self._push_up = True
+        self._push_up_since_last_try = True
+        self._push_error = None
+        self._push_warned = False
+        if self._push_was_up:
+            self._push_reconnects += 1
+            logger.warning("flask_logout: %s reconnected (channel %s)", self._push_name(), self.channel_name())
+            self._tell("push_restored")
+        else:
+            logger.info("flask_logout: %s established (channel %s)", self._push_name(), self.channel_name())
+        self._push_was_up = True
+
+    def _subscribe_once(self, pid: int) -> None:
+        """Redis pub/sub: like :meth:`_listen_once`, the heartbeat going through Redis."""
+        from .push_redis import NoEcho
+
+        assert self.redis is not None
+        subscription = self.redis.subscribe()
+        try:
+            try:
+                subscription.beat()
+            except NoEcho:
+                raise _NoEcho("first") from None
+            self._push_connected()
+            self._sync_quietly()  # anything committed before the subscription took hold
+            next_beat = time.monotonic() + self.heartbeat
+            while not self._stopped and self._threads_pid == pid:
+                if self._behind(subscription.drain(timeout=0.2)):
+                    self._sync_quietly()
+                if time.monotonic() >= next_beat:
+                    try:
+                        announced = subscription.beat()
+                    except NoEcho:
+                        raise _NoEcho() from None
+                    if self._behind(announced):
+                        self._sync_quietly()
+                    next_beat = time.monotonic() + self.heartbeat
+        finally:
+            subscription.close()
+
+    def _behind(self, announced: list[int]) -> bool:
+        """Whether any announced log number is one this replica has not read yet."""
+        return any(seq > self._watermark and seq not in self._seen_above for seq in announced)
 
     def _drain(self, connection: Any, own: str, timeout: float) -> bool:
         """Wait up to ``timeout`` for notifications; True if a revocation was announced."""
@@ -524,7 +602,12 @@ class Replica:
             self._wake.set()  # the poll thread retries on a fresh connection
 
     def probe_push(self) -> bool:
-        """Open a LISTEN connection once and check that a heartbeat comes back (for ``flask logout status``)."""
+        """Open a LISTEN connection (or Redis subscription) once and check that a heartbeat comes back.
+
+        For ``flask logout status``.
+        """
+        if self.redis is not None:
+            return self._probe_redis()
         if not self.store.is_postgres:
             return False
         own = f"{NOTIFY_CHANNEL}_hb_{secrets.token_hex(6)}"
@@ -546,5 +629,27 @@ class Replica:
         finally:
             with suppress(Exception):
                 connection.close()
+        self._push_error = None
+        return True
+
+    def _probe_redis(self) -> bool:
+        from .push_redis import NoEcho
+
+        assert self.redis is not None
+        try:
+            subscription = self.redis.subscribe()
+        except Exception as exc:
+            self._push_error = exc.__class__.__name__
+            return False
+        try:
+            subscription.beat()
+        except NoEcho:
+            self._push_error = "notifications do not arrive"
+            return False
+        except Exception as exc:
+            self._push_error = exc.__class__.__name__
+            return False
+        finally:
+            subscription.close()
         self._push_error = None
         return True

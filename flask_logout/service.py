@@ -139,6 +139,7 @@ class LogoutService:
             push=config.push,
             purge_interval=config.purge_interval,
             heartbeat=config.push_heartbeat,
+            redis=_redis_channel(config),
         )
         self.replica.health_listeners.append(self._health_changed)
         self._cidr_cache: dict[str, CidrSet] = {}
@@ -1003,6 +1004,17 @@ def _carried(token: VerifiedToken) -> dict[str, Any]:
 def _new_id() -> str:
     """128 random bits in hex: never starts with '-', so it is safe as a CLI argument."""
     return secrets.token_hex(16)
+
+
+def _redis_channel(config: LogoutConfig) -> Any:
+    """The Redis push channel of ``LOGOUT_REDIS_URL``, or None."""
+    if config.redis_url is None or not config.push:
+        return None
+    from .push_redis import RedisChannel
+
+    return RedisChannel(
+        config.redis_url, config.push_channel, timeout=config.store_timeout, heartbeat=config.push_heartbeat
+    )
 
 
 def _store_down(exc: SQLAlchemyError) -> StoreUnavailable:

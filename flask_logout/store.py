@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,9 @@ CLIENTS = "logout_clients"
 SEEN = "logout_seen_jtis"
 EVENTS = "logout_events"
 KEYS = "logout_keys"
+
+#: Key in a connection's ``info``: the highest log number its transaction wrote.
+_LOGGED = "flask_logout_logged"
 
 #: PostgreSQL channel on which every committed revocation is announced.
 NOTIFY_CHANNEL = "flask_logout"
@@ -79,6 +82,26 @@ MAX_IP = 64
 _ADDED_COLUMNS = {"families": ("user_agent", "ip")}
 
 
+def _time() -> Any:
+    """A Unix time with its fractions: MySQL's FLOAT is single precision (~2 minutes at today's times)."""
+    from sqlalchemy.dialects.mysql import DOUBLE
+
+    return sa.Float().with_variant(DOUBLE(asdecimal=False), "mysql", "mariadb")
+
+
+#: MySQL/MariaDB: InnoDB, UTF-8, and a binary collation, so that keys compare
+#: exactly as everywhere else ("Alice" is not "alice": the default collations
+#: fold case, and two client ids would share one row).
+_MYSQL_TABLE: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mariadb_engine": "InnoDB",
+    "mariadb_charset": "utf8mb4",
+    "mariadb_collate": "utf8mb4_bin",
+}
+
+
 def define_tables(metadata: sa.MetaData) -> Tables:
     """Declare the store's tables on ``metadata`` (idempotent per metadata)."""
     if TOKENS in metadata.tables:
@@ -89,15 +112,16 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         metadata,
         sa.Column("subject", sa.String(255), primary_key=True),
         sa.Column("generation", sa.Integer, nullable=False, default=0),
-        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Column("updated_at", _time(), nullable=False),
+        **_MYSQL_TABLE,
     )
     families = sa.Table(
         FAMILIES,
         metadata,
         sa.Column("family", sa.String(64), primary_key=True),
         sa.Column("subject", sa.String(255), nullable=False, index=True),
-        sa.Column("created_at", sa.Float, nullable=False),
-        sa.Column("revoked_at", sa.Float, nullable=True),
+        sa.Column("created_at", _time(), nullable=False),
+        sa.Column("revoked_at", _time(), nullable=True),
         # Sessions signed in through an OpenID provider: what RP-initiated
         # and back-channel logout need to find and end them.
         sa.Column("provider", sa.String(64), nullable=True),
@@ -109,6 +133,7 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("ip", sa.String(MAX_IP), nullable=True),
         sa.Index("ix_logout_families_provider_sid", "provider", "provider_sid"),
         sa.Index("ix_logout_families_provider_sub", "provider", "provider_sub"),
+        **_MYSQL_TABLE,
     )
     tokens = sa.Table(
         TOKENS,
@@ -121,8 +146,9 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("generation", sa.Integer, nullable=False),
         sa.Column("issued_at", sa.BigInteger, nullable=False),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
-        sa.Column("revoked_at", sa.Float, nullable=True),
+        sa.Column("revoked_at", _time(), nullable=True),
         sa.Column("replaced_by", sa.String(64), nullable=True),
+        **_MYSQL_TABLE,
     )
     clients = sa.Table(
         CLIENTS,
@@ -130,7 +156,8 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("client_id", sa.String(255), primary_key=True),
         sa.Column("secret_hash", sa.String(255), nullable=False),
         sa.Column("allowed_cidrs", sa.Text, nullable=False, default="[]"),
-        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("created_at", _time(), nullable=False),
+        **_MYSQL_TABLE,
     )
     seen = sa.Table(
         SEEN,
@@ -139,6 +166,7 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         # kept until the token could no longer be accepted anyway.
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+        **_MYSQL_TABLE,
     )
     events = sa.Table(
         EVENTS,
@@ -150,10 +178,11 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("key", sa.String(255), nullable=False),
         sa.Column("value", sa.BigInteger, nullable=True),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
-        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("created_at", _time(), nullable=False),
         # Without AUTOINCREMENT SQLite reuses the highest number after a purge,
         # and a replica past it would never read the new entry.
         sqlite_autoincrement=True,
+        **_MYSQL_TABLE,
     )
     keys = sa.Table(
         KEYS,
@@ -162,8 +191,9 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("kid", sa.String(64), primary_key=True),
         sa.Column("algorithm", sa.String(16), nullable=False),
         sa.Column("private_pem", sa.Text, nullable=False),
-        sa.Column("created_at", sa.Float, nullable=False),
-        sa.Column("retired_at", sa.Float, nullable=True),
+        sa.Column("created_at", _time(), nullable=False),
+        sa.Column("retired_at", _time(), nullable=True),
+        **_MYSQL_TABLE,
     )
     return Tables(subjects, families, tokens, clients, seen, events, keys)
 
@@ -327,7 +357,44 @@ def make_engine(uri: str, *, timeout: float = DEFAULT_STORE_TIMEOUT) -> Engine:
         )
         sa.event.listen(engine, "checkout", _check_alive)
         return engine
+    if url.get_backend_name() in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
+        engine = sa.create_engine(url, connect_args=mysql_bounds(timeout), isolation_level="READ COMMITTED")
+        sa.event.listen(engine, "connect", lambda dbapi_connection, _record: mysql_session(dbapi_connection, timeout))
+        sa.event.listen(engine, "checkout", _check_alive)
+        return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def mysql_bounds(timeout: float) -> dict[str, Any]:
+    """PyMySQL connection parameters that bound every wait on the socket to ``timeout`` seconds."""
+    return {"connect_timeout": max(1.0, timeout), "read_timeout": timeout, "write_timeout": timeout}
+
+
+def mysql_session(dbapi_connection: Any, timeout: float, *, isolation: bool = False) -> None:
+    """Server-side bounds for a new MySQL/MariaDB session.
+
+    Lock waits (``innodb_lock_wait_timeout``, whole seconds) and statements
+    (MariaDB ``max_statement_time``; MySQL ``max_execution_time``, SELECTs
+    only) end within about ``timeout``; strict mode, so an over-long key is
+    an error rather than silently cut to a key it is not. ``isolation``:
+    READ COMMITTED (the engine sets it itself on its connections).
+    """
+    statements = [
+        f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(timeout))}",
+        "SET SESSION sql_mode = TRIM(BOTH ',' FROM CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES'))",
+    ]
+    if "mariadb" in str(dbapi_connection.get_server_info()).lower():
+        statements.append(f"SET SESSION max_statement_time = {timeout:.3f}")
+    else:
+        statements.append(f"SET SESSION max_execution_time = {max(1, int(timeout * 1000))}")
+    if isolation:
+        statements.append("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    cursor = dbapi_connection.cursor()
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
 
 
 def libpq_bounds(options: str | None, timeout: float) -> dict[str, Any]:
@@ -351,11 +418,14 @@ def libpq_bounds(options: str | None, timeout: float) -> dict[str, Any]:
 
 
 def _socket_of(dbapi_connection: Any) -> int | None:
-    """The socket of a libpq connection (psycopg 3 or psycopg2), else None."""
+    """The socket of a libpq connection (psycopg 3 or psycopg2) or a PyMySQL one, else None."""
     pgconn = getattr(dbapi_connection, "pgconn", None)
     try:
         if pgconn is not None:
             return int(pgconn.socket)
+        if hasattr(dbapi_connection, "_sock"):  # PyMySQL
+            sock = dbapi_connection._sock
+            return None if sock is None else int(sock.fileno())
         fileno = getattr(dbapi_connection, "fileno", None)
         return int(fileno()) if fileno is not None else None
     except Exception:
@@ -479,6 +549,10 @@ def _dialect_insert(name: str) -> Any:
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert
+    if name in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        return mysql_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert
@@ -508,6 +582,7 @@ class _RawLookup:
         self._cargs, self._cparams = engine.dialect.create_connect_args(engine.url)
         self._idle: deque[Any] = deque()
         self._sqlite = engine.dialect.name == "sqlite"
+        self._mysql = engine.dialect.name in ("mysql", "mariadb")
 
     @classmethod
     def for_engine(cls, engine: Engine, statement: sa.Select[Any], timeout: float) -> _RawLookup | None:
@@ -518,6 +593,8 @@ class _RawLookup:
             return cls(engine, statement, timeout)
         if name == "postgresql" and engine.dialect.driver == "psycopg":
             return cls(engine, statement, timeout)
+        if name in ("mysql", "mariadb") and engine.dialect.driver == "pymysql":
+            return cls(engine, statement, timeout)
         return None
 
     def _connect(self) -> Any:
@@ -525,6 +602,12 @@ class _RawLookup:
             params = {**self._cparams, "check_same_thread": False, "timeout": self.timeout}
             connection = self._dbapi.connect(*self._cargs, **params)
             connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            return connection
+        if self._mysql:
+            # Autocommit: each look-up reads what is committed now, not a snapshot.
+            params = {**self._cparams, **mysql_bounds(self.timeout), "autocommit": True}
+            connection = self._dbapi.connect(*self._cargs, **params)
+            mysql_session(connection, self.timeout, isolation=True)
             return connection
         return connect_raw(self._dbapi, self._cargs, self._cparams, self.timeout)
 
@@ -537,7 +620,12 @@ class _RawLookup:
             if connection is None:
                 connection = self._connect()
             with deadline(connection, self.timeout):
-                cursor = connection.execute(self.sql, (jti,) if self.positional else {"jti": jti})
+                params = (jti,) if self.positional else {"jti": jti}
+                if self._mysql:  # PyMySQL connections have no execute()
+                    cursor = connection.cursor()
+                    cursor.execute(self.sql, params)
+                else:
+                    cursor = connection.execute(self.sql, params)
                 row = cursor.fetchone()
                 cursor.close()
         except self._dbapi.Error as exc:
@@ -561,6 +649,27 @@ class _RawLookup:
         connections (closing would end the parent's sessions); keep them."""
         _INHERITED.extend(self._idle)
         self._idle.clear()
+
+
+@contextmanager
+def _mysql_long_statements(conn: Connection, seconds: float) -> Iterator[None]:
+    """Let this MySQL/MariaDB connection's statements run ``seconds`` (the purge), then bound them again."""
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    ordinary = dbapi_connection._read_timeout
+    mariadb = "mariadb" in str(dbapi_connection.get_server_info()).lower()
+
+    def bound(limit: float) -> None:
+        dbapi_connection._read_timeout = limit  # PyMySQL reads it before each packet
+        if mariadb:
+            conn.execute(sa.text(f"SET SESSION max_statement_time = {limit:.3f}"))
+        conn.execute(sa.text(f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(limit))}"))
+
+    bound(seconds)
+    try:
+        yield
+    finally:
+        with suppress(Exception):  # a failed connection is discarded anyway
+            bound(ordinary)
 
 
 #: Connections inherited across fork(), kept alive on purpose (see above).
@@ -595,6 +704,11 @@ class SQLStore:
         #: How long a retired signing key must still verify (a refresh-token lifetime and more).
         self.key_ttl = 31 * 86400
         self.is_postgres = engine.dialect.name == "postgresql"
+        #: MySQL or MariaDB: no UPDATE ... RETURNING, no ON CONFLICT.
+        self.is_mysql = engine.dialect.name in ("mysql", "mariadb")
+        #: Called with the highest log sequence number of each committed
+        #: transaction that wrote to the log (a push channel's publisher).
+        self.announcer: Callable[[int], object] | None = None
         self._raw = _RawLookup.for_engine(engine, self._lookup, timeout)
         self._timeout = timeout
 
@@ -637,7 +751,7 @@ class SQLStore:
         listener never hears of a revocation before it can read it.
         """
         now = time.time()
-        conn.execute(
+        result = conn.execute(
             self.tables.events.insert().values(
                 kind=kind,
                 key=key,
@@ -646,6 +760,10 @@ class SQLStore:
                 created_at=now,
             )
         )
+        if self.announcer is not None:
+            seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            if seq is not None:
+                conn.info[_LOGGED] = max(int(seq), conn.info.get(_LOGGED, 0))
         if self.is_postgres:
             conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
@@ -698,24 +816,29 @@ class SQLStore:
         Generation counters are never deleted: they are one row per subject,
         and losing one would revive nothing but would reset the count.
         """
-        t = self.tables
-        counts = {}
         seconds = max(PURGE_TIMEOUT, 10 * self._timeout)
         with self.transaction(seconds) as conn:
             if self.is_postgres:
                 conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(seconds * 1000)}"))
-            counts["events"] = conn.execute(t.events.delete().where(t.events.c.expires_at < now)).rowcount
-            counts["tokens"] = conn.execute(t.tokens.delete().where(t.tokens.c.expires_at < now - token_grace)).rowcount
-            counts["families"] = conn.execute(
-                t.families.delete().where(
-                    t.families.c.created_at < now - token_grace,
-                    ~sa.exists().where(t.tokens.c.family == t.families.c.family),
-                )
-            ).rowcount
-            counts["seen"] = conn.execute(t.seen.delete().where(t.seen.c.expires_at < now)).rowcount
-            counts["keys"] = conn.execute(
-                t.keys.delete().where(t.keys.c.retired_at.is_not(None), t.keys.c.retired_at < now - self.key_ttl)
-            ).rowcount
+            pymysql = self.is_mysql and self.engine.dialect.driver == "pymysql"
+            with _mysql_long_statements(conn, seconds) if pymysql else nullcontext():
+                return self._purge(conn, now, token_grace)
+
+    def _purge(self, conn: Connection, now: int, token_grace: int) -> dict[str, int]:
+        t = self.tables
+        counts = {}
+        counts["events"] = conn.execute(t.events.delete().where(t.events.c.expires_at < now)).rowcount
+        counts["tokens"] = conn.execute(t.tokens.delete().where(t.tokens.c.expires_at < now - token_grace)).rowcount
+        counts["families"] = conn.execute(
+            t.families.delete().where(
+                t.families.c.created_at < now - token_grace,
+                ~sa.exists().where(t.tokens.c.family == t.families.c.family),
+            )
+        ).rowcount
+        counts["seen"] = conn.execute(t.seen.delete().where(t.seen.c.expires_at < now)).rowcount
+        counts["keys"] = conn.execute(
+            t.keys.delete().where(t.keys.c.retired_at.is_not(None), t.keys.c.retired_at < now - self.key_ttl)
+        ).rowcount
         return {k: int(v) for k, v in counts.items()}
 
     # -- schema -----------------------------------------------------------
@@ -780,8 +903,13 @@ class SQLStore:
         it was committed: it answers 503, and the operation must be one that
         is safe to retry.
         """
-        with self.connect(seconds) as conn, conn.begin():
-            yield conn
+        with self.connect(seconds) as conn:
+            conn.info.pop(_LOGGED, None)
+            with conn.begin():
+                yield conn
+            logged = conn.info.pop(_LOGGED, None)
+        if logged is not None and self.announcer is not None:
+            self.announcer(logged)  # after the commit: a reader finds what it is told of
 
     # -- subjects ---------------------------------------------------------
 
@@ -812,7 +940,12 @@ class SQLStore:
             return int(row[0])
         if self._insert_new(conn, t, {"subject": subject, "generation": 0, "updated_at": time.time()}):
             return 0
-        return int(conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).scalar_one())
+        again = sa.select(t.c.generation).where(t.c.subject == subject)
+        if self.is_mysql:
+            # A locking read sees the row another transaction just committed,
+            # whatever the isolation level (REPEATABLE READ would not).
+            again = again.with_for_update(read=True)
+        return int(conn.execute(again).scalar_one())
 
     def bump_generation(self, subject: str) -> int:
         """End every token of ``subject``: one row changes, whatever their number.
@@ -825,28 +958,47 @@ class SQLStore:
 
     def _bump_generation(self, conn: Connection, subject: str) -> int:
         """:meth:`bump_generation` in the caller's transaction (logged for the replicas)."""
-        t = self.tables.subjects
-        result = conn.execute(
-            t.update()
-            .where(t.c.subject == subject)
-            .values(generation=t.c.generation + 1, updated_at=time.time())
-            .returning(t.c.generation)
-        ).first()
-        if result is not None:
-            generation = int(result[0])
-        elif self._insert_new(conn, t, {"subject": subject, "generation": 1, "updated_at": time.time()}):
-            generation = 1
-        else:  # created by another process meanwhile: bump that row
-            generation = int(
-                conn.execute(
-                    t.update()
-                    .where(t.c.subject == subject)
-                    .values(generation=t.c.generation + 1, updated_at=time.time())
-                    .returning(t.c.generation)
-                ).scalar_one()
-            )
+        if self.is_mysql:
+            generation = self._bump_generation_mysql(conn, subject)
+        else:
+            t = self.tables.subjects
+            result = conn.execute(
+                t.update()
+                .where(t.c.subject == subject)
+                .values(generation=t.c.generation + 1, updated_at=time.time())
+                .returning(t.c.generation)
+            ).first()
+            if result is not None:
+                generation = int(result[0])
+            elif self._insert_new(conn, t, {"subject": subject, "generation": 1, "updated_at": time.time()}):
+                generation = 1
+            else:  # created by another process meanwhile: bump that row
+                generation = int(
+                    conn.execute(
+                        t.update()
+                        .where(t.c.subject == subject)
+                        .values(generation=t.c.generation + 1, updated_at=time.time())
+                        .returning(t.c.generation)
+                    ).scalar_one()
+                )
         self._event(conn, "gen", subject, generation)
         return generation
+
+    def _bump_generation_mysql(self, conn: Connection, subject: str) -> int:
+        """The bump without UPDATE ... RETURNING: one upsert, then read our own row.
+
+        The upsert leaves the row locked by this transaction until it commits,
+        so the value read back is the one this call wrote.
+        """
+        t = self.tables.subjects
+        now = time.time()
+        upsert = (
+            _dialect_insert("mysql")(t)
+            .values(subject=subject, generation=1, updated_at=now)
+            .on_duplicate_key_update(generation=t.c.generation + 1, updated_at=now)
+        )
+        conn.execute(upsert)
+        return int(conn.execute(sa.select(t.c.generation).where(t.c.subject == subject)).scalar_one())
 
     # -- tokens -----------------------------------------------------------
 
@@ -900,9 +1052,18 @@ class SQLStore:
         with self.transaction() as conn:
             if once is not None and not self.remember_once(*once, conn=conn):
                 return None
-            ended = conn.execute(
-                t.update().where(*conditions).values(revoked_at=time.time()).returning(t.c.family)
-            ).fetchall()
+            if self.is_mysql:  # no UPDATE ... RETURNING: lock the rows, then end them
+                ended = conn.execute(sa.select(t.c.family).where(*conditions).with_for_update()).fetchall()
+                if ended:
+                    conn.execute(
+                        t.update()
+                        .where(t.c.family.in_([family for (family,) in ended]), t.c.revoked_at.is_(None))
+                        .values(revoked_at=time.time())
+                    )
+            else:
+                ended = conn.execute(
+                    t.update().where(*conditions).values(revoked_at=time.time()).returning(t.c.family)
+                ).fetchall()
             for (family,) in ended:
                 self._event(conn, "fid", family)
             return len(ended)

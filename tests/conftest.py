@@ -1,10 +1,11 @@
 """Shared fixtures.
 
-Store and endpoint tests run twice: on an SQLite file and on the real
-PostgreSQL server named by ``FLASK_LOGOUT_TEST_POSTGRES_URL``. Each PostgreSQL
-test gets a schema of its own, dropped afterwards. Without a server the
-PostgreSQL runs skip with the reason, except under ``CI=true``, where a
-missing server fails them.
+Store and endpoint tests run three times: on an SQLite file, on the real
+PostgreSQL server named by ``FLASK_LOGOUT_TEST_POSTGRES_URL`` and on the real
+MariaDB (or MySQL) server named by ``FLASK_LOGOUT_TEST_MARIADB_URL``. Each
+PostgreSQL test gets a schema of its own, each MariaDB test a database of its
+own, dropped afterwards. Without a server those runs skip with the reason,
+except under ``CI=true``, where a missing server fails them.
 
 Under ``CI=true`` no test may skip, for any reason: the hooks at the end of
 this file turn every skip (``pytest.skip``, ``skipif``, a module-level
@@ -25,6 +26,9 @@ from flask import Flask, jsonify
 from flask_logout import LogoutManager, LogoutService, current_token, get_service
 
 PG_URL = os.environ.get("FLASK_LOGOUT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get(
+    "FLASK_LOGOUT_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
+)
 SECRET = "test-secret-key-that-is-long-enough-for-hs256!"
 FAST_HASH = "pbkdf2:sha256:1000"  # real hashing, cheap enough for hundreds of logins
 
@@ -34,6 +38,9 @@ LOCKED = ("locked-client", "locked-secret", ("203.0.113.0/24",))
 V6_ONLY = ("v6-client", "v6-secret", ("2001:db8::/32",))
 
 _pg_state: dict[str, Any] = {}
+_mariadb_state: dict[str, Any] = {}
+REDIS_URL = os.environ.get("FLASK_LOGOUT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_redis_state: dict[str, Any] = {}
 
 
 def _ci() -> bool:
@@ -97,10 +104,76 @@ def postgres_uri() -> Iterator[str]:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def _mariadb_engine() -> sa.Engine:
+    if "engine" not in _mariadb_state:
+        engine = sa.create_engine(MARIADB_URL, connect_args={"connect_timeout": 3}, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+        except Exception as exc:  # any failure to reach the server (or PyMySQL missing)
+            _mariadb_state["error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        _mariadb_state["engine"] = engine
+    if "error" in _mariadb_state:
+        reason = (
+            f"MariaDB not reachable at {sa.engine.make_url(MARIADB_URL).render_as_string(hide_password=True)} "
+            f"({_mariadb_state['error']}); set FLASK_LOGOUT_TEST_MARIADB_URL"
+        )
+        if _ci():
+            pytest.fail("CI=true and " + reason)
+        pytest.skip(reason)
+    return _mariadb_state["engine"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def mariadb_uri() -> Iterator[str]:
+    """A MariaDB (MySQL) URL naming a fresh database, dropped afterwards."""
+    engine = _mariadb_engine()
+    name = "t_" + uuid.uuid4().hex[:12]
+    with engine.begin() as conn:
+        # The server's default collation, as a deployment has it: the store must not rely on the database's.
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    yield sa.engine.make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {name}"))
+
+
+def _redis_reachable() -> None:
+    if "checked" not in _redis_state:
+        _redis_state["checked"] = True
+        try:
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+            client.ping()
+            client.close()
+        except Exception as exc:  # any failure to reach the server (or redis-py missing)
+            _redis_state["error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if "error" in _redis_state:
+        reason = f"Redis not reachable at {REDIS_URL} ({_redis_state['error']}); set FLASK_LOGOUT_TEST_REDIS_URL"
+        if _ci():
+            pytest.fail("CI=true and " + reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_settings() -> dict[str, str]:
+    """LOGOUT_REDIS_URL for the test Redis, and a channel no other test uses."""
+    _redis_reachable()
+    return {"LOGOUT_REDIS_URL": REDIS_URL, "LOGOUT_PUSH_CHANNEL": "t_" + uuid.uuid4().hex[:12]}
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
 def database_uri(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.sqlite3"
+    if request.param == "mariadb":
+        return str(request.getfixturevalue("mariadb_uri"))
     return str(request.getfixturevalue("postgres_uri"))
 
 

@@ -253,3 +253,30 @@ def test_client_secret_hash_settings(tmp_path: Any, rsa_pem: str) -> None:
         load_config({"LOGOUT_SECRET_KEY": SECRET}).client_secret_key
         != load_config({"LOGOUT_SECRET_KEY": SECRET[::-1]}).client_secret_key
     )
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting", "message"),
+    [
+        ({"LOGOUT_REDIS_URL": "http://user:hunter2@cache:6379/0"}, "LOGOUT_REDIS_URL", "must be a redis://"),
+        ({"LOGOUT_REDIS_URL": 6379}, "LOGOUT_REDIS_URL", "must be a redis://"),
+        ({"LOGOUT_PUSH_CHANNEL": ""}, "LOGOUT_PUSH_CHANNEL", "must be 1 to 100 letters"),
+        ({"LOGOUT_PUSH_CHANNEL": "a b"}, "LOGOUT_PUSH_CHANNEL", "must be 1 to 100 letters"),
+    ],
+)
+def test_push_channel_settings_are_checked_at_start_up(settings: dict[str, Any], setting: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({"LOGOUT_SECRET_KEY": SECRET, **settings})
+    assert raised.value.setting == setting
+    assert message in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_redis_push_settings() -> None:
+    config = load_config(
+        {"LOGOUT_SECRET_KEY": SECRET, "LOGOUT_REDIS_URL": "redis://:hunter2@cache:6379/0", "LOGOUT_PUSH_CHANNEL": "a.b"}
+    )
+    assert (config.redis_url, config.push_channel) == ("redis://:hunter2@cache:6379/0", "a.b")
+    assert "hunter2" not in repr(config)
+    default = load_config({"LOGOUT_SECRET_KEY": SECRET})
+    assert (default.redis_url, default.push_channel) == (None, "flask_logout")

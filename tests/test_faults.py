@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from flask_logout import LogoutService
 
@@ -351,6 +352,140 @@ def test_listen_that_never_delivers_is_reported_and_polling_carries_on(
         assert sum(warning in r.getMessage() for r in caplog.records) == 1
         writer.revoke_family(pair.access.fid)
         assert _first(lambda: _refused(reader, pair.access_token), within=10) is not None  # by polling
+    finally:
+        reader.close()
+        writer.close()
+        proxy.close()
+
+
+@pytest.mark.mariadb
+def test_black_holed_mariadb_answers_503_in_bounded_time_and_recovers(mariadb_uri: str) -> None:
+    """MariaDB behind a black hole: the first-sight look-up, a sign-out and a sync each fail within the bound."""
+    from flask_logout import StoreUnavailable
+
+    proxy = FaultProxy(target_port=3306)
+    proxied = mariadb_uri.replace("@127.0.0.1:3306/", f"@127.0.0.1:{proxy.port}/")
+    assert str(proxy.port) in proxied
+    writer, reader = _services(mariadb_uri, proxied, LOGOUT_SYNC_INTERVAL=600, LOGOUT_MAX_STALENESS=1800)
+    try:
+        warm, cold = writer.issue_tokens("u"), writer.issue_tokens("v")
+        reader.authenticate(_request(warm.access_token))  # opens the look-up and pooled connections
+        reader.replica.sync()
+        proxy.blackhole()
+        for what, attempt in (
+            ("first-sight look-up", lambda: reader.authenticate(_request(cold.access_token))),
+            ("sign-out", lambda: reader.revoke_family(cold.access.fid)),
+            ("sync", reader.replica.sync),
+        ):
+            started = time.monotonic()
+            with pytest.raises((StoreUnavailable, sa.exc.DBAPIError)):
+                attempt()
+            took = time.monotonic() - started
+            assert took < ANSWER_BOUND, f"{what} took {took:.1f} s"
+        proxy.up()
+        assert _first(lambda: not _refused(reader, cold.access_token), within=RECOVERY_BOUND) is not None
+        assert reader.revoke_family(cold.access.fid) is True
+        assert _refused(reader, cold.access_token)
+    finally:
+        reader.close()
+        writer.close()
+        proxy.close()
+
+
+def _redis_through(proxy: FaultProxy, url: str) -> str:
+    proxied = url.replace("//127.0.0.1:6379", f"//127.0.0.1:{proxy.port}")
+    assert str(proxy.port) in proxied
+    return proxied
+
+
+@pytest.mark.redis
+def test_half_open_redis_subscription_is_detected_and_push_comes_back(
+    database_uri: str, redis_settings: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Redis connections go silent: the heartbeat notices within the bound, the subscription is
+    made again, and a revocation reaches this process by pub/sub again (polling is off)."""
+    proxy = FaultProxy(target_port=6379)
+    url = redis_settings["LOGOUT_REDIS_URL"]
+    base = {"LOGOUT_SECRET_KEY": SECRET, "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH, "LOGOUT_DATABASE_URI": database_uri}
+    timing = {"LOGOUT_SYNC_INTERVAL": 600, "LOGOUT_MAX_STALENESS": 1800, "LOGOUT_STORE_TIMEOUT": TIMEOUT}
+    writer = LogoutService.from_settings({**base, **redis_settings, **timing})
+    reader = LogoutService.from_settings(
+        {
+            **base,
+            **redis_settings,
+            **timing,
+            "LOGOUT_REDIS_URL": _redis_through(proxy, url),
+            "LOGOUT_PUSH_HEARTBEAT": 0.5,
+        },
+        create_tables=False,
+    )
+    caplog.set_level(logging.INFO, logger="flask_logout")
+    try:
+        first, second = writer.issue_tokens("u"), writer.issue_tokens("v")
+        reader.authenticate(_request(first.access_token))  # starts the threads; the token is now hot
+        reader.authenticate(_request(second.access_token))
+        assert _first(lambda: reader.status().push, within=10) is not None
+        status = reader.status()
+        assert (status.push_via, status.channel, status.push_reconnects) == (
+            "redis",
+            redis_settings["LOGOUT_PUSH_CHANNEL"],
+            0,
+        )
+        writer.revoke_family(first.access.fid)
+        assert _first(lambda: _refused(reader, first.access_token), within=10) is not None
+
+        proxy.blackhole_existing()  # both Redis connections go silent; new ones get through
+        lost = _first(lambda: not reader.status().push, within=TIMEOUT + 0.5 + 5)
+        assert lost is not None
+        reconnected = _first(lambda: reader.status().push_reconnects == 1 and reader.status().push, within=15)
+        assert reconnected is not None
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("Redis subscription lost" in m for m in messages)
+        assert any("Redis subscription reconnected" in m for m in messages)
+
+        writer.revoke_family(second.access.fid)  # announced by Redis; the next poll is 10 minutes away
+        propagated = _first(lambda: _refused(reader, second.access_token), within=10)
+        assert propagated is not None
+        assert reader.status().fresh is True
+        print(f"\nRedis silent: lost in {lost:.2f} s, back in {reconnected:.2f} s; by pub/sub in {propagated:.3f} s")
+    finally:
+        reader.close()
+        writer.close()
+        proxy.close()
+
+
+@pytest.mark.redis
+def test_failed_publish_never_fails_a_sign_out(
+    database_uri: str, redis_settings: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis refused, then black-holed, for the writer: each sign-out succeeds (it is stored) within the
+    bound, the failure is logged once and reported, and the other process learns of it by polling."""
+    proxy = FaultProxy(target_port=6379)
+    base = {"LOGOUT_SECRET_KEY": SECRET, "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH, "LOGOUT_DATABASE_URI": database_uri}
+    broken = {**redis_settings, "LOGOUT_REDIS_URL": _redis_through(proxy, redis_settings["LOGOUT_REDIS_URL"])}
+    writer = LogoutService.from_settings({**base, **broken, "LOGOUT_STORE_TIMEOUT": TIMEOUT})
+    reader = LogoutService.from_settings(
+        {**base, "LOGOUT_PUSH": False, "LOGOUT_SYNC_INTERVAL": 0.3}, create_tables=False
+    )
+    caplog.set_level(logging.INFO, logger="flask_logout")
+    try:
+        pairs = [writer.issue_tokens("u"), writer.issue_tokens("v")]
+        for pair in pairs:
+            reader.authenticate(_request(pair.access_token))
+        for pair, cut in zip(pairs, (proxy.down, proxy.blackhole), strict=True):
+            cut()
+            started = time.monotonic()
+            assert writer.revoke_family(pair.access.fid) is True  # answered, not raised
+            assert time.monotonic() - started < ANSWER_BOUND
+            writer.replica.redis._paused_until = 0.0  # type: ignore[union-attr]  # try again at once
+        status = writer.status()
+        assert (status.push_via, status.publish_failures) == ("redis", 2)
+        assert status.last_publish_error in ("ConnectionError", "TimeoutError")
+        failures = [r.getMessage() for r in caplog.records if "Redis publish failed" in r.getMessage()]
+        assert len(failures) == 1  # once per outage, not once per sign-out
+        assert "redis://" not in failures[0]
+        for pair in pairs:  # stored, and carried by polling
+            assert _first(lambda: _refused(reader, pair.access_token), within=10) is not None  # noqa: B023
     finally:
         reader.close()
         writer.close()

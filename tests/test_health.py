@@ -140,12 +140,15 @@ def test_health_app_answers_200_when_fresh_and_503_when_stale(
         "fresh",
         "last_error",
         "last_error_at",
+        "last_publish_error",
         "last_sync_at",
         "max_staleness",
         "push",
         "push_enabled",
+        "publish_failures",
         "push_error",
         "push_reconnects",
+        "push_via",
         "running",
         "stale",
         "store_timeout",
@@ -216,3 +219,62 @@ def test_health_changed_is_signalled_on_stale_and_fresh(
         assert any("revocation replica fresh again" in m for m in messages)
     finally:
         signals.health_changed.disconnect(receiver, sender=service)
+
+
+@pytest.mark.mariadb
+def test_mariadb_connections_carry_the_bounds(mariadb_uri: str) -> None:
+    service = LogoutService.from_settings(_settings(mariadb_uri, LOGOUT_STORE_TIMEOUT=1.5))
+    try:
+        query = "SELECT @@innodb_lock_wait_timeout, @@max_statement_time, @@tx_isolation"
+        with service.store.connect() as conn:
+            assert tuple(conn.execute(sa.text(query)).one()) == (2, 1.5, "READ-COMMITTED")
+            dbapi = conn.connection.dbapi_connection
+            assert (dbapi.connect_timeout, dbapi._read_timeout, dbapi._write_timeout) == (1.5, 1.5, 1.5)  # type: ignore[union-attr]
+        pair = service.issue_tokens("u")
+        assert service.store.lookup(pair.access.jti) is not None  # the first-sight path, on a connection of its own
+        raw = service.store._raw
+        assert raw is not None and len(raw._idle) == 1
+        cursor = raw._idle[0].cursor()
+        cursor.execute(query)
+        assert cursor.fetchone() == (2, 1.5, "READ-COMMITTED")
+        assert raw._idle[0].get_autocommit() is True
+    finally:
+        service.close()
+
+
+@pytest.mark.mariadb
+def test_mariadb_lock_wait_is_bounded_by_the_store_timeout(mariadb_uri: str) -> None:
+    """Another session holds the session's row: a sign-out answers 503 within the bound (was 50 s)."""
+    service = LogoutService.from_settings(_settings(mariadb_uri, LOGOUT_STORE_TIMEOUT=1))
+    other = sa.create_engine(mariadb_uri)
+    try:
+        family = service.issue_tokens("u").access.fid
+        with other.connect() as holder:
+            holder.execute(sa.text("BEGIN"))
+            holder.execute(sa.text("SELECT * FROM logout_families WHERE family = :f FOR UPDATE"), {"f": family})
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                service.revoke_family(family)
+            assert time.monotonic() - started < 1 + 5
+            holder.execute(sa.text("ROLLBACK"))
+        assert service.revoke_family(family) is True  # the lock is gone: the retry succeeds
+    finally:
+        other.dispose()
+        service.close()
+
+
+@pytest.mark.redis
+def test_cli_status_probes_the_redis_channel(tmp_path: Any, redis_settings: dict[str, str]) -> None:
+    app = build_app(f"sqlite:///{tmp_path}/store.sqlite3", **redis_settings)
+    try:
+        result = app.test_cli_runner().invoke(args=["logout", "status", "--json"])
+        assert result.exit_code == 0, result.output
+        status = json.loads(result.output)
+        assert (status["push"], status["push_via"], status["channel"], status["push_error"]) == (
+            True,
+            "redis",
+            redis_settings["LOGOUT_PUSH_CHANNEL"],
+            None,
+        )
+    finally:
+        get_service(app).close()

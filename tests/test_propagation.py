@@ -2,8 +2,8 @@
 
 Two real server processes share one store. A token is used on process B
 (so B serves it from its hot path), the client logs out through process A,
-and B must refuse the token: by push (PostgreSQL LISTEN/NOTIFY) or by
-polling. The test waits by polling B a bounded number of times; it asserts
+and B must refuse the token: by push (PostgreSQL LISTEN/NOTIFY, or Redis
+pub/sub on any store) or by polling. The test waits by polling B a bounded number of times; it asserts
 the outcome, never a duration (durations are measured in benchmarks/).
 """
 
@@ -46,8 +46,11 @@ class Worker:
         self.process.wait(timeout=10)
 
 
-def _workers(database_uri: str, rsa_pem: str, *, push: bool, interval: float) -> Iterator[tuple[Worker, Worker]]:
+def _workers(
+    database_uri: str, rsa_pem: str, *, push: bool, interval: float, **extra: str
+) -> Iterator[tuple[Worker, Worker]]:
     env = {
+        **{f"FLASK_{name}": value for name, value in extra.items()},
         **os.environ,
         "FLASK_SECRET_KEY": SECRET,
         "FLASK_LOGOUT_PRIVATE_KEY": rsa_pem,
@@ -75,6 +78,12 @@ def pushed_workers(postgres_uri: str, rsa_pem: str) -> Iterator[tuple[Worker, Wo
     yield from _workers(postgres_uri, rsa_pem, push=True, interval=600.0)
 
 
+@pytest.fixture
+def redis_workers(database_uri: str, rsa_pem: str, redis_settings: dict[str, str]) -> Iterator[tuple[Worker, Worker]]:
+    """Two processes that poll only every 10 minutes, on any store: Redis pub/sub must carry it."""
+    yield from _workers(database_uri, rsa_pem, push=True, interval=600.0, **redis_settings)
+
+
 def _until_refused(url: str, token: str, attempts: int = 300) -> Any:
     response = None
     for _ in range(attempts):  # bounded: at most ~30 s, normally a few tries
@@ -92,6 +101,11 @@ def test_polling_carries_a_logout_to_the_other_process(polling_workers: tuple[Wo
 @pytest.mark.postgres
 def test_push_carries_a_logout_to_the_other_process(pushed_workers: tuple[Worker, Worker]) -> None:
     _logout_on_one_refused_on_other(*pushed_workers)
+
+
+@pytest.mark.redis
+def test_redis_pubsub_carries_a_logout_to_the_other_process(redis_workers: tuple[Worker, Worker]) -> None:
+    _logout_on_one_refused_on_other(*redis_workers)
 
 
 def _logout_on_one_refused_on_other(a: Worker, b: Worker) -> None:

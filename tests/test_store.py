@@ -221,3 +221,50 @@ def test_concurrent_registration_of_one_client(core: LogoutService) -> None:
     assert errors == []
     record = core.store.get_client("seeded")
     assert record is not None and record.allowed_cidrs == ("10.0.0.0/8",)
+
+
+def test_concurrent_logout_all_of_a_new_subject_gives_each_call_its_own_generation(core: LogoutService) -> None:
+    """Eight workers end everything of a subject never seen: generations 1..8, one each, and the log says so."""
+    barrier = threading.Barrier(8)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def bump() -> None:
+        barrier.wait()
+        try:
+            results.append(core.store.bump_generation("user:racer"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(results) == [1, 2, 3, 4, 5, 6, 7, 8]
+    logged = [e.value for e in core.store.events_since(0) if e.kind == "gen" and e.key == "user:racer"]
+    assert sorted(v for v in logged if v is not None) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_keys_are_compared_exactly(core: LogoutService) -> None:
+    """Case matters in every store (MySQL's default collations fold it): two clients, two users."""
+    core.register_client("Acme", "upper-secret")
+    core.register_client("acme", "lower-secret")
+    upper, lower = core.store.get_client("Acme"), core.store.get_client("acme")
+    assert upper is not None and lower is not None and upper.secret_hash != lower.secret_hash
+    alice, other = core.issue_tokens("alice"), core.issue_tokens("Alice")
+    core.revoke_user("Alice")
+    assert core.verify(alice.access_token)[0].sub == "alice"
+    with pytest.raises(InvalidToken):
+        core.verify(other.access_token)
+
+
+def test_times_keep_their_fractions(core: LogoutService) -> None:
+    """revoked_at is compared with the reuse grace in seconds: it must come back as written (not single precision)."""
+    pair = core.issue_tokens("timer")
+    tokens = core.store.tables.tokens
+    with core.store.transaction() as conn:
+        conn.execute(tokens.update().where(tokens.c.jti == pair.refresh.jti).values(revoked_at=1790000000.125))
+    state = core.store.lookup(pair.refresh.jti)
+    assert state is not None and state.revoked_at == 1790000000.125
