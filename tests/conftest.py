@@ -76,7 +76,9 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 def _postgres_engine() -> sa.Engine:
     if "engine" not in _pg_state:
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        # pre-ping: a test that cuts the database's connections (a simulated
+        # restart) must not leave this pool holding dead ones.
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3}, pool_pre_ping=True)
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("select 1"))
@@ -99,7 +101,9 @@ def postgres_uri() -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    # The schema's name is also the connections' application_name, so a test
+    # can cut its own connections without touching anyone else's.
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 

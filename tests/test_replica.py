@@ -262,13 +262,16 @@ def test_cut_connections_fail_closed_then_recover(postgres_uri: str) -> None:
     try:
         tokens = [service.issue_tokens("u").access_token for _ in range(3)]
         service.authenticate(_request(tokens[0]))  # the look-up connection is now open and idle
+        application = sa.make_url(postgres_uri).query["application_name"]
         with _postgres_engine().begin() as admin:
-            admin.execute(
+            cut = admin.execute(
                 sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": application},
+            ).scalar_one()
+        assert cut >= 1  # the look-up connection at least
         with pytest.raises(StoreUnavailable):
             service.authenticate(_request(tokens[1]))
         assert service.authenticate(_request(tokens[1])).sub == "u"
