@@ -227,6 +227,14 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "Create the store's tables at start-up if missing; set False when migrations (Flask-Migrate) own the schema.",
     ),
     SettingDoc(
+        "LOGOUT_COOKIE_AUTH",
+        "bool",
+        "`False`",
+        "The bearer middleware also accepts the session cookie on `LOGOUT_PROTECTED_PATHS` (browser pages and "
+        "same-site APIs): a lapsed one is renewed with the refresh cookie, dead ones are cleared, and methods other "
+        "than GET, HEAD, OPTIONS and TRACE must come from the site's origin or `LOGOUT_TRUSTED_ORIGINS`.",
+    ),
+    SettingDoc(
         "LOGOUT_STRICT",
         "bool",
         "`False`",
@@ -381,6 +389,7 @@ class LogoutConfig:
     trusted_origins: frozenset[str] = frozenset()
     reuse_grace: int = 5
     strict: bool = False
+    cookie_auth: bool = False
     sync_interval: float = 1.0
     max_staleness: float = 10.0
     push: bool = True
@@ -735,6 +744,7 @@ def _replication(settings: Mapping[str, Any]) -> dict[str, Any]:
         )
     return {
         "strict": _bool(settings, "LOGOUT_STRICT", False),
+        "cookie_auth": _bool(settings, "LOGOUT_COOKIE_AUTH", False),
         "sync_interval": interval,
         "max_staleness": staleness,
         "push": _bool(settings, "LOGOUT_PUSH", True),

@@ -102,6 +102,10 @@ def clear_auth_cookies(response: _HasHeaders, settings: CookieSettings) -> None:
         response.headers.add(name, value)
 
 
+#: Methods that change nothing (RFC 9110 section 9.2.1): no CSRF check for them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
 def request_origin(environ: Mapping[str, Any]) -> str:
     """The origin this request was addressed to (``scheme://host[:port]``)."""
     scheme = environ.get("wsgi.url_scheme", "http")

@@ -101,3 +101,13 @@ class StoreUnavailable(LogoutError):
 
     status = 503
     message = "Token store unavailable, try again later"
+
+
+def rotated_by_another_request(error: LogoutError) -> bool:
+    """A refresh token refused only because another request (a second tab)
+    refreshed with it a moment ago: its session lives on, and that request's
+    answer carries the new cookies, so these must not be cleared."""
+    if not isinstance(error, TokenRevoked) or isinstance(error, ReuseDetected):
+        return False
+    state = error.state
+    return state is not None and state.replaced_by is not None and not state.family_revoked

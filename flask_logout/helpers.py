@@ -27,15 +27,15 @@ from typing import Any, TypeVar, cast, overload
 from flask import Response, after_this_request, g, request
 from werkzeug.local import LocalProxy
 
-from .cookies import clear_auth_cookies, same_origin, set_auth_cookies
+from .cookies import SAFE_METHODS, clear_auth_cookies, same_origin, set_auth_cookies
 from .errors import (
     CrossOriginRequest,
     InvalidToken,
     LogoutError,
     MissingAuthorization,
-    ReuseDetected,
     TokenExpired,
     TokenRevoked,
+    rotated_by_another_request,
 )
 from .extension import get_manager, get_service
 from .service import ENVIRON_TOKEN, TokenPair, bearer_token
@@ -45,7 +45,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Methods that change nothing: a cookie-authenticated request with any other
 #: method must come from the site's own origin (CSRF defence).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: The message of a cookie-guarded view reached without a session cookie.
 SIGN_IN_REQUIRED = "Sign-in required"
 
@@ -199,7 +198,7 @@ def _check_cookie(optional: bool) -> None:
         try:
             pair = service.refresh(refresh_cookie, ip=service.request_ip(environ))
         except (InvalidToken, TokenExpired) as error:
-            if _rotated_by_another_tab(error):
+            if rotated_by_another_request(error):
                 # Another request refreshed with this cookie a moment ago and
                 # its answer carries the new cookies: do not clear them.
                 return _refused(optional, error, clear=False)
@@ -213,13 +212,6 @@ def _check_cookie(optional: bool) -> None:
         return _refused(optional, failure, clear=True)
     environ[ENVIRON_TOKEN] = verified
     environ["flask_logout.claims"] = verified.claims
-
-
-def _rotated_by_another_tab(error: LogoutError) -> bool:
-    if not isinstance(error, TokenRevoked) or isinstance(error, ReuseDetected):
-        return False
-    state = error.state
-    return state is not None and state.replaced_by is not None and not state.family_revoked
 
 
 def _refused(optional: bool, error: LogoutError, *, clear: bool) -> None:

@@ -38,6 +38,15 @@ A clean path (starting with ``/``, without ``//``, ``%`` or ``/.``, and a
 raw target that is the same path or equally clean) has no other spelling:
 one prefix test, as before; only the others take the slow path.
 
+Browser sessions (``cookies=True``, ``LOGOUT_COOKIE_AUTH``): a request
+without ``Authorization`` is authenticated by the session cookie (``DS``);
+a lapsed one is renewed with the refresh cookie (``DSR``) and the answer
+carries both new cookies; when both are dead the answer deletes them; and a
+method other than GET, HEAD, OPTIONS or TRACE must come from the site's own
+origin or ``LOGOUT_TRUSTED_ORIGINS`` (403 otherwise), since the browser sends
+cookies whoever made the page. A request with ``Authorization`` is judged by
+its header alone.
+
 Security notes: the client address is ``REMOTE_ADDR`` unless the service is
 configured with trusted proxies (see :mod:`flask_logout.proxies`); tokens are
 never logged; if the store cannot be read the request is refused (503), never
@@ -52,9 +61,21 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from werkzeug.http import parse_cookie
+
+from .cookies import SAFE_METHODS, auth_cookie_headers, clear_cookie_headers, same_origin
 from .cors import refusal_headers
-from .errors import LogoutError
+from .errors import (
+    CrossOriginRequest,
+    InvalidToken,
+    LogoutError,
+    MissingAuthorization,
+    TokenExpired,
+    TokenRevoked,
+    rotated_by_another_request,
+)
 from .service import ENVIRON_TOKEN, LogoutService
+from .tokens import VerifiedToken
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -174,6 +195,10 @@ class BearerMiddleware:
     :param on_refusal: answers a refused request instead of ``render_error``;
         the Flask extension passes one that answers through Flask's own
         response cycle (error handlers, ``after_request``, Flask-CORS).
+    :param cookies: also accept the session cookie (browser sessions) when a
+        request has no ``Authorization`` header: silent refresh with the
+        refresh cookie, dead cookies cleared, and an origin check on
+        state-changing methods. Defaults to ``LOGOUT_COOKIE_AUTH``.
     """
 
     def __init__(
@@ -185,6 +210,7 @@ class BearerMiddleware:
         exempt_methods: Iterable[str] | None = None,
         render_error: ErrorRenderer = render_client_api_error,
         on_refusal: RefusalHandler | None = None,
+        cookies: bool | None = None,
     ) -> None:
         self.app = app
         self.service = service
@@ -201,6 +227,7 @@ class BearerMiddleware:
         self.exempt_methods = frozenset(m.upper() for m in methods)
         self.render_error = render_error
         self.on_refusal = on_refusal
+        self.cookies = service.config.cookie_auth if cookies is None else cookies
 
     def _matches(self, path: str) -> bool:
         return path in self._exact or path.startswith(self._prefixes)
@@ -250,15 +277,88 @@ class BearerMiddleware:
             protected = self._any_spelling_protected(path, raw, environ.get("SCRIPT_NAME") or "")
         if not protected or environ.get("REQUEST_METHOD") in self.exempt_methods:
             return self.app(environ, start_response)
+        if self.cookies and not (environ.get("HTTP_AUTHORIZATION") or "").strip():
+            return self._cookie_session(environ, start_response, path)
         try:
             verified = self.service.authenticate(environ)
         except LogoutError as error:
-            logger.info("flask_logout: refused %s %s: %s", environ.get("REQUEST_METHOD"), path, error.detail)
-            if self.on_refusal is not None:
-                return self.on_refusal(environ, start_response, error)
-            status, headers, body = self.render_error(error)
-            start_response(status, headers + refusal_headers(environ, self.service.config))
-            return [body]
+            return self._refuse(environ, start_response, error, path)
         environ[ENVIRON_TOKEN] = verified
         environ[ENVIRON_CLAIMS] = verified.claims
         return self.app(environ, start_response)
+
+    def _refuse(
+        self, environ: WSGIEnvironment, start_response: StartResponse, error: LogoutError, path: str
+    ) -> Iterable[bytes]:
+        logger.info("flask_logout: refused %s %s: %s", environ.get("REQUEST_METHOD"), path, error.detail)
+        if self.on_refusal is not None:
+            return self.on_refusal(environ, start_response, error)
+        status, headers, body = self.render_error(error)
+        start_response(status, headers + refusal_headers(environ, self.service.config))
+        return [body]
+
+    def _cookie_session(self, environ: WSGIEnvironment, start_response: StartResponse, path: str) -> Iterable[bytes]:
+        """A protected request without ``Authorization`` in cookie mode (``LOGOUT_COOKIE_AUTH``)."""
+        set_cookies: list[tuple[str, str]] = []
+        try:
+            verified = self._from_cookies(environ, set_cookies)
+        except LogoutError as error:
+            return self._refuse(environ, _adding(start_response, set_cookies), error, path)
+        environ[ENVIRON_TOKEN] = verified
+        environ[ENVIRON_CLAIMS] = verified.claims
+        return self.app(environ, _adding(start_response, set_cookies) if set_cookies else start_response)
+
+    def _from_cookies(self, environ: WSGIEnvironment, set_cookies: list[tuple[str, str]]) -> VerifiedToken:
+        """A browser session: the session cookie, else a silent refresh with the refresh cookie.
+
+        Appends to ``set_cookies`` the ``Set-Cookie`` headers the answer must
+        carry: both new cookies after a refresh, or their deletion when both
+        are dead (so the browser stops sending them). A state-changing method
+        must come from this site's origin (or a trusted one): a cookie is sent
+        by the browser whoever made the page (CSRF).
+        """
+        service = self.service
+        settings = service.config.cookies
+        jar = parse_cookie(environ)
+        session, refresh = jar.get(settings.session_name), jar.get(settings.refresh_name)
+        if not session and not refresh:
+            raise MissingAuthorization(detail="no authorization header and no session cookie")
+        if environ.get("REQUEST_METHOD") not in SAFE_METHODS and not same_origin(
+            environ, service.config.trusted_origins
+        ):
+            raise CrossOriginRequest(detail="cookie-authenticated request from another origin")
+        failure: LogoutError | None = None
+        if session:
+            try:
+                return service.authenticate_token(session, environ)
+            except (InvalidToken, TokenExpired) as error:
+                failure = error
+        if refresh:
+            try:
+                pair = service.refresh(refresh, ip=service.request_ip(environ))
+            except (InvalidToken, TokenExpired) as error:
+                if rotated_by_another_request(error):
+                    raise  # another tab's answer carries the new cookies: keep them
+                if not isinstance(failure, TokenRevoked):
+                    failure = error  # a revocation says most; else the refresh's answer
+            else:
+                set_cookies += auth_cookie_headers(
+                    settings,
+                    pair.access_token,
+                    pair.refresh_token,
+                    session_max_age=service.config.access_ttl,
+                    refresh_max_age=service.config.refresh_ttl,
+                )
+                return pair.access
+        assert failure is not None
+        set_cookies += clear_cookie_headers(settings)
+        raise failure
+
+
+def _adding(start_response: StartResponse, extra: list[tuple[str, str]]) -> StartResponse:
+    """``start_response`` that also sends ``extra`` headers (the session cookies)."""
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return start_response(status, headers + extra, exc_info)
+
+    return start

@@ -617,3 +617,16 @@ def test_session_http_status_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="LOGOUT_SESSION_HTTP_STATUS"):
         load_config({"LOGOUT_SECRET_KEY": "x" * 64, "LOGOUT_SESSION_HTTP_STATUS": "maybe"}, default_database_uri="")
+
+
+def test_sign_in_records_the_device_and_address(client: Any, app: Any) -> None:
+    """The session list (live_sessions) shows where each session signed in from."""
+    response = client.post(
+        "/session/token",
+        json={"email": "alice@example.com", "password": "wonderland"},
+        headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"},
+        environ_base={"REMOTE_ADDR": "192.0.2.44"},
+    )
+    assert response.get_json()["code"] == 0
+    sessions = get_service(app).live_sessions("U-alice")
+    assert [(s.user_agent, s.ip) for s in sessions] == [("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", "192.0.2.44")]

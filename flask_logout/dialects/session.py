@@ -239,7 +239,10 @@ def sign_in() -> Response:
     sso = public.pop("sso", None)
     if sso is not None and not isinstance(sso, SsoLogin):
         raise TypeError("the credentials loader's 'sso' entry must be a flask_logout.SsoLogin")
-    pair = _service().issue_tokens(user_id, sso=sso)
+    service = _service()
+    pair = service.issue_tokens(
+        user_id, sso=sso, user_agent=request.user_agent.string or None, ip=service.request_ip(request.environ)
+    )
     return success({"user": public, "token": token_object(pair)})
 
 
