@@ -35,7 +35,7 @@ from flask_logout import (
     get_service,
     signed_out_reason,
 )
-from flask_logout.cookies import clear_auth_cookies, from_foreign_page, set_auth_cookies
+from flask_logout.cookies import clear_auth_cookies, from_foreign_page, set_session_cookies
 
 PROJECT_ID = "P2flasklogoutdemo"
 DEMO_IDP = "demo-idp"
@@ -208,14 +208,7 @@ def _web_pages(manager: LogoutManager) -> Blueprint:
             ip=service.request_ip(request.environ),
         )
         response = redirect(url_for("web.index"), code=303)
-        set_auth_cookies(
-            response,
-            service.config.cookies,
-            pair.access_token,
-            pair.refresh_token,
-            session_max_age=service.config.access_ttl,
-            refresh_max_age=service.config.refresh_ttl,
-        )
+        set_session_cookies(response, service.config, pair.access_token, pair.refresh_token)
         return response
 
     def signed_out() -> Any:

@@ -549,16 +549,22 @@ def _url(settings: Mapping[str, Any], name: str, value: Any = None, *, allow_pat
     return value
 
 
-def _providers(settings: Mapping[str, Any]) -> dict[str, ProviderSettings]:
-    name = "LOGOUT_OIDC_PROVIDERS"
-    raw = settings.get(name, {})
+def _mapping(settings: Mapping[str, Any], name: str, what: str) -> Mapping[Any, Any]:
+    """A setting that maps names to values: a dict, or the same as JSON (from the environment)."""
+    raw = settings.get(name) or {}
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         except ValueError:
             raise ConfigError(name, "is not valid JSON") from None
     if not isinstance(raw, Mapping):
-        raise ConfigError(name, f"must map provider names to settings, not {raw!r}")
+        raise ConfigError(name, f"must map {what}, not {raw!r}")
+    return raw
+
+
+def _providers(settings: Mapping[str, Any]) -> dict[str, ProviderSettings]:
+    name = "LOGOUT_OIDC_PROVIDERS"
+    raw = _mapping(settings, name, "provider names to settings")
     providers = {}
     for key, entry in raw.items():
         where = f"{name}[{key!r}]"
@@ -643,14 +649,7 @@ def _url_prefixes(settings: Mapping[str, Any], protected: tuple[str, ...]) -> di
     cannot have one.
     """
     name = "LOGOUT_URL_PREFIXES"
-    raw = settings.get(name) or {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise ConfigError(name, "is not valid JSON") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(name, f"must map dialect names to path prefixes, not {raw!r}")
+    raw = _mapping(settings, name, "dialect names to path prefixes")
     prefixes = {}
     for dialect, prefix in raw.items():
         if dialect not in DIALECTS:

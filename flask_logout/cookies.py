@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 
 from werkzeug.http import dump_cookie
 
-from .config import CookieSettings
+from .config import CookieSettings, LogoutConfig
 
 CLEAR_SITE_DATA = '"cookies", "storage"'
 
@@ -93,6 +93,25 @@ def set_auth_cookies(
     for name, value in auth_cookie_headers(
         settings, session_token, refresh_token, session_max_age=session_max_age, refresh_max_age=refresh_max_age
     ):
+        response.headers.add(name, value)
+
+
+def session_cookie_headers(config: LogoutConfig, session_token: str, refresh_token: str) -> list[tuple[str, str]]:
+    """:func:`auth_cookie_headers` for a session of this configuration: each
+    cookie lives as long as its token (``LOGOUT_ACCESS_TOKEN_TTL``,
+    ``LOGOUT_REFRESH_TOKEN_TTL``)."""
+    return auth_cookie_headers(
+        config.cookies,
+        session_token,
+        refresh_token,
+        session_max_age=config.access_ttl,
+        refresh_max_age=config.refresh_ttl,
+    )
+
+
+def set_session_cookies(response: _HasHeaders, config: LogoutConfig, session_token: str, refresh_token: str) -> None:
+    """:func:`set_auth_cookies` for a session of this configuration (see :func:`session_cookie_headers`)."""
+    for name, value in session_cookie_headers(config, session_token, refresh_token):
         response.headers.add(name, value)
 
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast, overload
 from flask import Response, after_this_request, g, request
 from werkzeug.local import LocalProxy
 
-from .cookies import SAFE_METHODS, clear_auth_cookies, same_origin, set_auth_cookies
+from .cookies import SAFE_METHODS, clear_auth_cookies, same_origin, set_session_cookies
 from .errors import (
     CrossOriginRequest,
     InvalidToken,
@@ -236,14 +236,7 @@ def _set_cookies_on_answer(pair: TokenPair) -> None:
 
     @after_this_request
     def _set(response: Response) -> Response:
-        set_auth_cookies(
-            response,
-            service.config.cookies,
-            pair.access_token,
-            pair.refresh_token,
-            session_max_age=service.config.access_ttl,
-            refresh_max_age=service.config.refresh_ttl,
-        )
+        set_session_cookies(response, service.config, pair.access_token, pair.refresh_token)
         return response
 
 

@@ -63,7 +63,7 @@ from urllib.parse import unquote
 
 from werkzeug.http import parse_cookie
 
-from .cookies import SAFE_METHODS, auth_cookie_headers, clear_cookie_headers, same_origin
+from .cookies import SAFE_METHODS, clear_cookie_headers, same_origin, session_cookie_headers
 from .cors import refusal_headers
 from .errors import (
     CrossOriginRequest,
@@ -342,13 +342,7 @@ class BearerMiddleware:
                 if not isinstance(failure, TokenRevoked):
                     failure = error  # a revocation says most; else the refresh's answer
             else:
-                set_cookies += auth_cookie_headers(
-                    settings,
-                    pair.access_token,
-                    pair.refresh_token,
-                    session_max_age=service.config.access_ttl,
-                    refresh_max_age=service.config.refresh_ttl,
-                )
+                set_cookies += session_cookie_headers(service.config, pair.access_token, pair.refresh_token)
                 return pair.access
         assert failure is not None
         set_cookies += clear_cookie_headers(settings)

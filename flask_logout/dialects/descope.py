@@ -33,7 +33,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..cookies import clear_auth_cookies, from_foreign_page, same_origin, set_auth_cookies
+from ..cookies import clear_auth_cookies, from_foreign_page, same_origin, set_session_cookies
 from ..errors import (
     CrossOriginRequest,
     InvalidToken,
@@ -256,14 +256,7 @@ def jwt_response(
 def _tokens_response(service: LogoutService, pair: TokenPair, user: dict[str, Any]) -> Response:
     response = jsonify(jwt_response(service, pair, user))
     response.headers["Cache-Control"] = "no-store"
-    set_auth_cookies(
-        response,
-        service.config.cookies,
-        pair.access_token,
-        pair.refresh_token,
-        session_max_age=service.config.access_ttl,
-        refresh_max_age=service.config.refresh_ttl,
-    )
+    set_session_cookies(response, service.config, pair.access_token, pair.refresh_token)
     return response
 
 
