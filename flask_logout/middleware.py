@@ -36,7 +36,9 @@ Protected paths are relative to the application's mount point, as
 ``PATH_INFO`` is. Matching is case-sensitive, as werkzeug's router is.
 A clean path (starting with ``/``, without ``//``, ``%`` or ``/.``, and a
 raw target that is the same path or equally clean) has no other spelling:
-one prefix test, as before; only the others take the slow path.
+one prefix test, as before; only the others take the slow path. The answer
+for a clean path whose raw target is itself (plus a query) is remembered
+(up to 1024 paths), so the next such request costs one dictionary look-up.
 
 Security notes: the client address is ``REMOTE_ADDR`` unless the service is
 configured with trusted proxies (see :mod:`flask_logout.proxies`); tokens are
@@ -98,6 +100,8 @@ def render_client_api_error(error: LogoutError) -> tuple[str, list[tuple[str, st
 
 #: Percent-decoding rounds tried on a path (``%25252f`` is three).
 _DECODE_ROUNDS = 4
+#: Most clean paths whose answer a middleware remembers.
+_CLEAN_PATHS_KEPT = 1024
 
 
 def _is_clean(path: str) -> bool:
@@ -193,6 +197,11 @@ class BearerMiddleware:
         methods = exempt_methods if exempt_methods is not None else service.config.exempt_methods
         self.exempt_methods = frozenset(m.upper() for m in methods)
         self.render_error = render_error
+        #: Clean ``PATH_INFO`` -> protected, for paths seen before (bounded).
+        #: Only answers of the clean-path test are entered, and an entry is
+        #: used only when the raw target is the path itself (plus a query),
+        #: which is when that test applies; anything else is decided afresh.
+        self._clean_paths: dict[str, bool] = {}
 
     def _matches(self, path: str) -> bool:
         return path in self._exact or path.startswith(self._prefixes)
@@ -209,6 +218,21 @@ class BearerMiddleware:
         if _is_clean(path) and (raw_uri is None or raw_uri == path or _raw_is_clean(raw_uri)):
             return path in self._exact or path.startswith(self._prefixes)
         return self._any_spelling_protected(path, raw_uri, script_name)
+
+    def _decide(self, path: str, raw: str | None, environ: WSGIEnvironment) -> bool:
+        """Whether this request is protected; remembers the answer for a clean path."""
+        if path[0] == "/" and "//" not in path and "%" not in path and "/." not in path:
+            # A clean path whose raw target is itself (plus a query), or is clean too.
+            if raw is None or raw == path or (raw.startswith(path) and raw[len(path)] == "?"):
+                protected = path in self._exact or path.startswith(self._prefixes)
+                clean = self._clean_paths
+                if len(clean) >= _CLEAN_PATHS_KEPT:
+                    clean.clear()  # many distinct paths: start over rather than grow
+                clean[path] = protected
+                return protected
+            if _raw_is_clean(raw):
+                return path in self._exact or path.startswith(self._prefixes)
+        return self._any_spelling_protected(path, raw, environ.get("SCRIPT_NAME") or "")
 
     def _any_spelling_protected(self, path: str, raw_uri: str | None, script_name: str) -> bool:
         matches = self._matches
@@ -229,17 +253,13 @@ class BearerMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-        # The fast path, inlined: a clean path whose raw target is itself (plus a query).
-        if (
-            path[0] == "/"
-            and "//" not in path
-            and "%" not in path
-            and "/." not in path
-            and (raw is None or raw == path or (raw.startswith(path) and raw[len(path)] == "?") or _raw_is_clean(raw))
+        # A clean path seen before, whose raw target is itself (plus a
+        # query): one look-up. Anything else is decided by _decide.
+        protected = self._clean_paths.get(path)
+        if protected is None or not (
+            raw is None or raw == path or (raw[: len(path)] == path and raw[len(path)] == "?")
         ):
-            protected = path in self._exact or path.startswith(self._prefixes)
-        else:
-            protected = self._any_spelling_protected(path, raw, environ.get("SCRIPT_NAME") or "")
+            protected = self._decide(path, raw, environ)
         if not protected or environ.get("REQUEST_METHOD") in self.exempt_methods:
             return self.app(environ, start_response)
         try:
