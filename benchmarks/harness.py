@@ -8,6 +8,7 @@ Only ratios between figures of the same run are meant to be compared.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -73,24 +74,35 @@ def per_call_ns(calls: dict[str, Call], *, number: int = 2000, repeats: int = 7,
 
 
 def paired_ns(
-    calls: dict[str, Call], baseline: str, *, number: int = 200, rounds: int = 61, warmup: int = 300
+    calls: dict[str, Call],
+    baseline: str,
+    *,
+    number: int = 200,
+    rounds: int = 61,
+    warmup: int = 300,
+    settle: int = 20,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-call medians, and each configuration's median paired difference from ``baseline``.
 
-    The configurations are timed in many short rounds, in a rotated order each
-    round; a round's difference (configuration minus baseline) is taken
-    between times measured moments apart, so a noisy stretch of the machine
-    hits both. The overhead figures are the medians of those differences.
+    The configurations are timed in many short rounds, in a shuffled order
+    each round, each batch after ``settle`` untimed calls (steady state, as
+    when one app serves request after request); a round's difference
+    (configuration minus baseline) is taken between times measured moments
+    apart, so a noisy stretch of the machine hits both. The overhead figures
+    are the medians of those differences.
     """
     for call in calls.values():
         for _ in range(warmup):
             call()
     names = list(calls)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(rounds):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
+    shuffle = random.Random(0).shuffle
+    for _ in range(rounds):
+        shuffle(names)  # no configuration always follows the same one (and its effect on the CPU caches)
+        for name in names:
             call = calls[name]
+            for _ in range(settle):  # the first requests after another app pay to refill the caches
+                call()
             start = time.perf_counter_ns()
             for _ in range(number):
                 call()
