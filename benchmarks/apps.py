@@ -1,4 +1,9 @@
-"""The applications compared: bare Flask, flask-logout, Flask-JWT-Extended."""
+"""The applications compared: bare Flask, flask-logout, Flask-JWT-Extended.
+
+Every app has the same routes, the same ``SECRET_KEY`` and the same view body
+(minus what the authentication library hands it), so that what differs between
+two of them is what a user of the library pays.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,27 @@ from flask import Flask, jsonify
 
 SECRET = "benchmark-secret-key-that-is-long-enough-for-hs256"
 FAST_HASH = "pbkdf2:sha256:1000"
+#: Flask's own ``SECRET_KEY`` (sessions), set alike on every app compared.
+FLASK_SECRET = "benchmark-flask-session-key"
+
+
+def _public_routes(app: Flask) -> None:
+    """Routes every compared app has besides ``/api/me``, so routing costs alike."""
+
+    @app.get("/")
+    def index() -> Any:
+        return "ok"
+
+    @app.get("/api/status")
+    def status() -> Any:
+        return jsonify({"success": True})
 
 
 def bare_app() -> Flask:
-    """The baseline: the same route, no authentication."""
+    """The baseline: the same app and routes, no authentication (the view minus the token)."""
     app = Flask("bare")
+    app.config["SECRET_KEY"] = FLASK_SECRET
+    _public_routes(app)
 
     @app.get("/api/me")
     def me() -> Any:
@@ -25,13 +46,15 @@ def bare_app() -> Flask:
 
 
 def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask, Any]:
-    """The same route behind flask-logout's BearerMiddleware."""
+    """The same app used the documented way: ``LogoutManager`` with
+    ``LOGOUT_PROTECTED_PATHS`` (the middleware) and ``current_token()`` in the view."""
     from flask_logout import LogoutManager, current_token, get_service
 
     if database_uri is None:
         database_uri = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
     app = Flask("flask_logout_bench")
     app.config.update(
+        SECRET_KEY=FLASK_SECRET,
         LOGOUT_SECRET_KEY=SECRET,
         LOGOUT_DATABASE_URI=database_uri,
         LOGOUT_CLIENT_SECRET_HASH=FAST_HASH,
@@ -40,11 +63,12 @@ def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask,
         **settings,
     )
     LogoutManager(app)
+    _public_routes(app)
 
     @app.get("/api/me")
     def me() -> Any:
         # Works with and without the middleware, so that the same app, called
-        # beneath the middleware (app.wsgi_app.app), is the exact baseline.
+        # beneath the middleware (app.wsgi_app.app), can be timed too.
         token = current_token()
         return jsonify({"success": True, "data": {"client_id": token.cid if token else "bench"}})
 
@@ -58,8 +82,9 @@ def fje_memory_app() -> tuple[Flask, Any]:
     from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
 
     app = Flask("fje_memory")
-    app.config.update(JWT_SECRET_KEY=SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1))
+    app.config.update(SECRET_KEY=FLASK_SECRET, JWT_SECRET_KEY=SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1))
     jwt = JWTManager(app)
+    _public_routes(app)
     blocklist: set[str] = set()
 
     @jwt.token_in_blocklist_loader
@@ -86,10 +111,14 @@ def fje_sqlalchemy_app(rows: int = 100_000) -> tuple[Flask, Any]:
     path = os.path.join(tempfile.mkdtemp(), "fje.sqlite3")
     app = Flask("fje_sqlalchemy")
     app.config.update(
-        JWT_SECRET_KEY=SECRET, JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1), SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}"
+        SECRET_KEY=FLASK_SECRET,
+        JWT_SECRET_KEY=SECRET,
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(hours=1),
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}",
     )
     db = SQLAlchemy(app)
     jwt = JWTManager(app)
+    _public_routes(app)
 
     class TokenBlocklist(db.Model):  # type: ignore[name-defined,misc]
         id = db.Column(db.Integer, primary_key=True)

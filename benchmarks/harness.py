@@ -8,6 +8,7 @@ Only ratios between figures of the same run are meant to be compared.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -22,16 +23,30 @@ def environ(path: str, headers: dict[str, str] | None = None, remote_addr: str =
     return EnvironBuilder(path=path, headers=headers or {}, environ_base={"REMOTE_ADDR": remote_addr}).get_environ()
 
 
+#: Environ values a server builds afresh for every request: new string
+#: objects, whose hash Python has not computed yet (a dict look-up keyed by
+#: one pays for hashing it, as it would behind a real server).
+_PER_REQUEST = ("PATH_INFO", "RAW_URI", "REQUEST_URI", "HTTP_AUTHORIZATION", "HTTP_COOKIE")
+
+
 def wsgi_call(app: Callable[..., Iterable[bytes]], env: dict[str, Any], expect: str = "200") -> Call:
-    """A zero-argument call that runs one request through ``app``."""
+    """A zero-argument call that runs one request through ``app``.
+
+    Each call gets a fresh copy of ``env`` with fresh string objects for the
+    values a server parses from each request.
+    """
     status: list[str] = []
+    fresh = [(key, value[:1], value[1:]) for key, value in env.items() if key in _PER_REQUEST and value]
 
     def start_response(line: str, headers: Any, exc_info: Any = None) -> None:
         status.append(line)
 
     def call() -> None:
         status.clear()
-        result = app(dict(env), start_response)
+        request = dict(env)
+        for key, head, tail in fresh:
+            request[key] = head + tail
+        result = app(request, start_response)
         for _ in result:
             pass
         close = getattr(result, "close", None)
@@ -56,6 +71,49 @@ def per_call_ns(calls: dict[str, Call], *, number: int = 2000, repeats: int = 7,
                 call()
             samples[name].append((time.perf_counter_ns() - start) / number)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def paired_ns(
+    calls: dict[str, Call],
+    baseline: str,
+    *,
+    number: int = 200,
+    rounds: int = 61,
+    warmup: int = 300,
+    settle: int = 20,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-call medians, and each configuration's median paired difference from ``baseline``.
+
+    The configurations are timed in many short rounds, in a shuffled order
+    each round, each batch after ``settle`` untimed calls (steady state, as
+    when one app serves request after request); a round's difference
+    (configuration minus baseline) is taken between times measured moments
+    apart, so a noisy stretch of the machine hits both. The overhead figures
+    are the medians of those differences.
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    names = list(calls)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    shuffle = random.Random(0).shuffle
+    for _ in range(rounds):
+        shuffle(names)  # no configuration always follows the same one (and its effect on the CPU caches)
+        for name in names:
+            call = calls[name]
+            for _ in range(settle):  # the first requests after another app pay to refill the caches
+                call()
+            start = time.perf_counter_ns()
+            for _ in range(number):
+                call()
+            samples[name].append((time.perf_counter_ns() - start) / number)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    base = samples[baseline]
+    overheads = {
+        name: statistics.median(value - reference for value, reference in zip(values, base, strict=True))
+        for name, values in samples.items()
+    }
+    return medians, overheads
 
 
 def per_item_ns(make: Callable[[], list[Call]], *, repeats: int = 5) -> float:

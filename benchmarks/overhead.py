@@ -1,66 +1,175 @@
 """Per-request cost, in one process, each configuration called as a WSGI app.
 
-Rows: bare Flask; flask-logout hot (a token seen before), cold (first sight:
-decode + one SQLite query), strict (a query every request); raw
-``jwt.decode``; Flask-JWT-Extended with an in-memory blocklist and with its
-documented SQLAlchemy blocklist (SQLite, 100k rows). Overhead = the
-configuration minus the same app called beneath the middleware.
+What a user pays is the whole protected request through a Flask app that
+uses flask-logout the documented way (``LogoutManager`` with
+``LOGOUT_PROTECTED_PATHS``, ``current_token()`` in the view) minus the same
+request through the same app without flask-logout (same routes, same
+``SECRET_KEY``, the view minus the token): that difference is the overhead.
+Flask-JWT-Extended's overheads are measured the same way against the same
+bare app. Every overhead is the median of differences paired round by round
+(see :func:`benchmarks.harness.paired_ns`).
+
+Each configuration is a function below that builds its app and returns one
+request as a zero-argument call; :data:`CONFIGURATIONS` lists them. A new
+row (say, a cookie-authenticated page, or a Flask-Login view) is one more
+function returning a call, one more entry, and a row in ``benchmarks/run.py``.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 
 from .apps import SECRET, bare_app, fje_memory_app, fje_sqlalchemy_app, logout_app
-from .harness import environ, per_call_ns, per_item_ns, wsgi_call
+from .harness import Call, environ, paired_ns, per_item_ns, wsgi_call
+
+PATH = "/api/me"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _decoding(app: Any) -> Any:
+    """``app`` behind a WSGI function that verifies the bearer token with raw ``jwt.decode``."""
+
+    def decode_then_call(environ_: dict[str, Any], start_response: Any) -> Any:
+        jwt.decode(environ_["HTTP_AUTHORIZATION"][7:], SECRET, algorithms=["HS256"])
+        return app(environ_, start_response)
+
+    return decode_then_call
+
+
+def _noop(environ_: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [])
+    return [b""]
+
+
+class Setup:
+    """What the configurations share: the flask-logout apps, built once, and what to close."""
+
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.app, self.service = logout_app()
+        self.token = self.service.issue_tokens("bench", client_id="bench").access_token
+        self.strict_app, self.strict_service = logout_app(LOGOUT_STRICT=True)
+        self.strict_token = self.strict_service.issue_tokens("bench", client_id="bench").access_token
+
+    def close(self) -> None:
+        self.service.close()
+        self.strict_service.close()
+
+
+def bare_flask(setup: Setup) -> Call:
+    """The baseline: the same app without flask-logout (the request carries the same header)."""
+    return wsgi_call(bare_app(), environ(PATH, bearer(setup.token)))
+
+
+def flask_logout_hot(setup: Setup) -> Call:
+    """The documented way, a token this process has checked before."""
+    return wsgi_call(setup.app, environ(PATH, bearer(setup.token)))
+
+
+def flask_logout_strict(setup: Setup) -> Call:
+    """``LOGOUT_STRICT = True``: the store is queried on every request (SQLite)."""
+    return wsgi_call(setup.strict_app, environ(PATH, bearer(setup.strict_token)))
+
+
+def same_app_beneath(setup: Setup) -> Call:
+    """The flask-logout app called beneath its middleware (the old baseline; information)."""
+    return wsgi_call(setup.app.wsgi_app.app, environ(PATH, bearer(setup.token)))
+
+
+def fje_memory(setup: Setup) -> Call:
+    """Flask-JWT-Extended with its documented in-memory (set) blocklist."""
+    app, token = fje_memory_app()
+    return wsgi_call(app, environ(PATH, bearer(token)))
+
+
+def fje_sqlalchemy(setup: Setup) -> Call:
+    """Flask-JWT-Extended with its documented SQLAlchemy blocklist (SQLite, 100k rows)."""
+    app, token = fje_sqlalchemy_app(20_000 if setup.quick else 100_000)
+    return wsgi_call(app, environ(PATH, bearer(token)))
+
+
+def noop_wsgi(setup: Setup) -> Call:
+    """A WSGI app that does nothing: the baseline of the plain-WSGI row."""
+    return wsgi_call(_noop, environ(PATH, bearer(setup.token)))
+
+
+def middleware_noop(setup: Setup) -> Call:
+    """``BearerMiddleware`` (plain WSGI, no Flask) around the no-op app, hot token."""
+    from flask_logout import BearerMiddleware
+
+    return wsgi_call(BearerMiddleware(_noop, setup.service, ["/api"]), environ(PATH, bearer(setup.token)))
+
+
+def jwt_decode(setup: Setup) -> Call:
+    """Raw ``jwt.decode`` of the same kind of token (the cold path's baseline)."""
+    token = setup.token
+    return lambda: jwt.decode(token, SECRET, algorithms=["HS256"])
+
+
+#: name -> configuration; ``bare_flask`` is the baseline of every overhead.
+CONFIGURATIONS: dict[str, Callable[[Setup], Call]] = {
+    "bare_flask": bare_flask,
+    "flask_logout": flask_logout_hot,
+    "strict": flask_logout_strict,
+    "same_app_beneath": same_app_beneath,
+    "fje_memory": fje_memory,
+    "fje_sqlalchemy": fje_sqlalchemy,
+    "noop_wsgi": noop_wsgi,
+    "middleware_noop": middleware_noop,
+    "jwt_decode": jwt_decode,
+}
 
 
 def measure(quick: bool = False) -> dict[str, Any]:
-    number, repeats = (1000, 5) if quick else (3000, 11)
-    bare = bare_app()
-    app, service = logout_app()
-    strict_app, strict_service = logout_app(LOGOUT_STRICT=True)
-    for svc in (service, strict_service):
-        svc.register_client("bench", "bench-secret")  # a client token needs its client
-    pair = service.issue_tokens("bench", client_id="bench")
-    strict_pair = strict_service.issue_tokens("bench", client_id="bench")
-    fje_memory, fje_memory_token = fje_memory_app()
-    fje_sql, fje_sql_token = fje_sqlalchemy_app(20_000 if quick else 100_000)
+    number, rounds = (100, 21) if quick else (100, 151)
+    setup = Setup(quick)
+    calls = {name: build(setup) for name, build in CONFIGURATIONS.items()}
+    medians, overheads = paired_ns(calls, "bare_flask", number=number, rounds=rounds)
+    figures: dict[str, Any] = dict(medians)
+    figures["overhead"] = {name: overheads[name] for name in calls}
+    # The plain-WSGI row pairs the middleware with the no-op app, not with Flask.
+    _, noop_pair = paired_ns(
+        {"noop_wsgi": calls["noop_wsgi"], "middleware_noop": calls["middleware_noop"]},
+        "noop_wsgi",
+        number=number * 10,
+        rounds=rounds // 3,
+        warmup=100,
+    )
+    figures["middleware_alone"] = noop_pair["middleware_noop"]
 
-    def bearer(token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
-
-    def noop(environ_: dict[str, Any], start_response: Any) -> list[bytes]:
-        start_response("200 OK", [])
-        return [b""]
-
-    from flask_logout import BearerMiddleware
-
-    calls = {
-        "bare_flask": wsgi_call(bare.wsgi_app, environ("/api/me")),
-        "same_app_beneath": wsgi_call(app.wsgi_app.app, environ("/api/me", bearer(pair.access_token))),
-        "hot": wsgi_call(app.wsgi_app, environ("/api/me", bearer(pair.access_token))),
-        "strict": wsgi_call(strict_app.wsgi_app, environ("/api/me", bearer(strict_pair.access_token))),
-        "fje_memory": wsgi_call(fje_memory.wsgi_app, environ("/api/me", bearer(fje_memory_token))),
-        "fje_sqlalchemy": wsgi_call(fje_sql.wsgi_app, environ("/api/me", bearer(fje_sql_token))),
-        "jwt_decode": lambda: jwt.decode(pair.access_token, SECRET, algorithms=["HS256"]),
-        "noop_wsgi": wsgi_call(noop, environ("/api/me", bearer(pair.access_token))),
-        "middleware_noop": wsgi_call(
-            BearerMiddleware(noop, service, ["/api"]), environ("/api/me", bearer(pair.access_token))
-        ),
-    }
-    figures = per_call_ns(calls, number=number, repeats=repeats)
-
-    # Cold: every request carries a token this process has never seen.
+    # Cold: every request carries a token this process has never seen. Its
+    # baseline is the same bare app behind a WSGI function that decodes the
+    # same kind of fresh token with raw jwt.decode: both run a decode between
+    # Flask requests, with the caches of the CPU as cold for one as the other.
     batch = 300 if quick else 1000
+    bare = bare_app()
 
-    def cold_calls() -> list[Any]:
-        tokens = [service.issue_tokens("bench", client_id="bench").access_token for _ in range(batch)]
-        return [wsgi_call(app.wsgi_app, environ("/api/me", bearer(t))) for t in tokens]
+    def fresh_tokens() -> list[str]:
+        return [setup.service.issue_tokens("bench", client_id="bench").access_token for _ in range(batch)]
 
-    figures["cold"] = per_item_ns(cold_calls, repeats=3 if quick else 5)
-    service.close()
-    strict_service.close()
+    def cold_calls() -> list[Call]:
+        return [wsgi_call(setup.app, environ(PATH, bearer(t))) for t in fresh_tokens()]
+
+    def decode_calls() -> list[Call]:
+        return [wsgi_call(_decoding(bare), environ(PATH, bearer(t))) for t in fresh_tokens()]
+
+    def bare_calls() -> list[Call]:
+        return [wsgi_call(bare, environ(PATH, bearer(t))) for t in fresh_tokens()]
+
+    cold, decode, base = [], [], []
+    for _ in range(3 if quick else 7):  # interleaved
+        cold.append(per_item_ns(cold_calls, repeats=1))
+        decode.append(per_item_ns(decode_calls, repeats=1))
+        base.append(per_item_ns(bare_calls, repeats=1))
+    figures["cold"] = statistics.median(cold)
+    figures["cold_overhead"] = statistics.median(c - b for c, b in zip(cold, base, strict=True))
+    figures["decode_overhead"] = statistics.median(d - b for d, b in zip(decode, base, strict=True))
+    setup.close()
     return figures

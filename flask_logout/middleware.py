@@ -36,7 +36,9 @@ Protected paths are relative to the application's mount point, as
 ``PATH_INFO`` is. Matching is case-sensitive, as werkzeug's router is.
 A clean path (starting with ``/``, without ``//``, ``%`` or ``/.``, and a
 raw target that is the same path or equally clean) has no other spelling:
-one prefix test, as before; only the others take the slow path.
+one prefix test, as before; only the others take the slow path. The answer
+for a clean path whose raw target is itself (plus a query) is remembered
+(up to 1024 paths), so the next such request costs one dictionary look-up.
 
 Browser sessions (``cookies=True``, ``LOGOUT_COOKIE_AUTH``): a request
 without ``Authorization`` is authenticated by the session cookie (``DS``);
@@ -122,6 +124,8 @@ def render_client_api_error(error: LogoutError) -> tuple[str, list[tuple[str, st
 
 #: Percent-decoding rounds tried on a path (``%25252f`` is three).
 _DECODE_ROUNDS = 4
+#: Most clean paths whose answer a middleware remembers.
+_CLEAN_PATHS_KEPT = 1024
 
 
 def _is_clean(path: str) -> bool:
@@ -228,6 +232,11 @@ class BearerMiddleware:
         self.render_error = render_error
         self.on_refusal = on_refusal
         self.cookies = service.config.cookie_auth if cookies is None else cookies
+        #: Clean ``PATH_INFO`` -> protected, for paths seen before (bounded).
+        #: Only answers of the clean-path test are entered, and an entry is
+        #: used only when the raw target is the path itself (plus a query),
+        #: which is when that test applies; anything else is decided afresh.
+        self._clean_paths: dict[str, bool] = {}
 
     def _matches(self, path: str) -> bool:
         return path in self._exact or path.startswith(self._prefixes)
@@ -244,6 +253,21 @@ class BearerMiddleware:
         if _is_clean(path) and (raw_uri is None or raw_uri == path or _raw_is_clean(raw_uri)):
             return path in self._exact or path.startswith(self._prefixes)
         return self._any_spelling_protected(path, raw_uri, script_name)
+
+    def _decide(self, path: str, raw: str | None, environ: WSGIEnvironment) -> bool:
+        """Whether this request is protected; remembers the answer for a clean path."""
+        if path[0] == "/" and "//" not in path and "%" not in path and "/." not in path:
+            # A clean path whose raw target is itself (plus a query), or is clean too.
+            if raw is None or raw == path or (raw.startswith(path) and raw[len(path)] == "?"):
+                protected = path in self._exact or path.startswith(self._prefixes)
+                clean = self._clean_paths
+                if len(clean) >= _CLEAN_PATHS_KEPT:
+                    clean.clear()  # many distinct paths: start over rather than grow
+                clean[path] = protected
+                return protected
+            if _raw_is_clean(raw):
+                return path in self._exact or path.startswith(self._prefixes)
+        return self._any_spelling_protected(path, raw, environ.get("SCRIPT_NAME") or "")
 
     def _any_spelling_protected(self, path: str, raw_uri: str | None, script_name: str) -> bool:
         matches = self._matches
@@ -264,17 +288,13 @@ class BearerMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-        # The fast path, inlined: a clean path whose raw target is itself (plus a query).
-        if (
-            path[0] == "/"
-            and "//" not in path
-            and "%" not in path
-            and "/." not in path
-            and (raw is None or raw == path or (raw.startswith(path) and raw[len(path)] == "?") or _raw_is_clean(raw))
+        # A clean path seen before, whose raw target is itself (plus a
+        # query): one look-up. Anything else is decided by _decide.
+        protected = self._clean_paths.get(path)
+        if protected is None or not (
+            raw is None or raw == path or (raw[: len(path)] == path and raw[len(path)] == "?")
         ):
-            protected = path in self._exact or path.startswith(self._prefixes)
-        else:
-            protected = self._any_spelling_protected(path, raw, environ.get("SCRIPT_NAME") or "")
+            protected = self._decide(path, raw, environ)
         if not protected or environ.get("REQUEST_METHOD") in self.exempt_methods:
             return self.app(environ, start_response)
         if self.cookies and not (environ.get("HTTP_AUTHORIZATION") or "").strip():

@@ -89,6 +89,8 @@ class _Hot:
     verified: VerifiedToken
     cidrs: CidrSet | None
     client_version: int
+    #: ``exp + LOGOUT_LEEWAY``: the token is expired once ``now()`` reaches it.
+    expires: int
 
 
 class _LRU(Generic[V]):
@@ -435,16 +437,34 @@ class LogoutService:
         signature check and no query, but revocation (against the replica),
         expiry and the client's whitelist are checked again, every time.
         """
-        return self.authenticate_token(bearer_token(environ.get("HTTP_AUTHORIZATION")), environ)
+        return self._authenticate(environ.get("HTTP_AUTHORIZATION") or "", None, environ)
 
     def authenticate_token(self, token: str, environ: Mapping[str, Any]) -> VerifiedToken:
         """:meth:`authenticate` for an access token found elsewhere (a session cookie)."""
+        return self._authenticate(token, token, environ)
+
+    def _authenticate(self, key: str, token: str | None, environ: Mapping[str, Any]) -> VerifiedToken:
+        """The check behind both: ``key`` is what the hot-path cache is keyed
+        by (the whole ``Authorization`` header, or the token itself), ``token``
+        the token when it is not to be parsed out of a header.
+
+        Keying by the header means a header this process has checked before is
+        found with one look-up, without parsing or slicing; any other spelling
+        of the same token is a miss, checked in full and cached under its own key.
+        """
+        header = key
         replica = self.replica
         if not replica.running:
             replica.ensure_running()
-        hot = self._hot.get(token)
+        hot_items = self._hot._items
+        hot = hot_items.get(header)
         if hot is not None:
-            # The hot path, inlined: a few dictionary look-ups and compares.
+            # The hot path, inlined (the LRU's get too): a few dictionary
+            # look-ups and compares.
+            try:
+                hot_items.move_to_end(header)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
             verified = hot.verified
             if time.monotonic() - replica.last_ok > replica.max_staleness and not replica.catch_up():
                 raise StoreUnavailable(detail="revocation replica is stale")
@@ -454,7 +474,7 @@ class LogoutService:
                 or verified.gen < replica.min_generation.get(verified.principal, 0)
             ):
                 raise TokenRevoked(detail="revoked (replica)")
-            if verified.exp + self.config.leeway <= now():
+            if hot.expires <= now():
                 raise TokenExpired(detail="expired")
             if verified.cid is None:
                 return verified  # end users have no whitelist
@@ -463,14 +483,14 @@ class LogoutService:
                     raise IPNotAuthorized(detail="ip outside whitelist")
                 return verified
             # The client's record (its whitelist) changed since: ask the store again.
-        verified = self._decode(token)
+        verified = self._decode(token if token is not None else bearer_token(header))
         # Read before the store: a change after it will not match the entry.
         cid_version = replica.client_versions.get(verified.cid, 0) if verified.cid is not None else 0
         state = self._check(verified, ACCESS)
         cidrs = self._cidrs(state.allowed_cidrs) if state.allowed_cidrs and state.allowed_cidrs != "[]" else None
         if cidrs is not None and not cidrs.allows(self.request_ip(environ)):
             raise IPNotAuthorized(detail="ip outside whitelist")
-        self._hot.put(token, _Hot(verified, cidrs, cid_version))
+        self._hot.put(header, _Hot(verified, cidrs, cid_version, verified.exp + self.config.leeway))
         return verified
 
     # -- rotating ---------------------------------------------------------

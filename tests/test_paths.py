@@ -295,31 +295,52 @@ def middleware(tmp_path: Path) -> Iterator[BearerMiddleware]:
     service.close()
 
 
-@pytest.mark.parametrize(
-    ("path", "raw_uri", "script_name", "protected"),
-    [
-        ("/api/me", None, "", True),
-        ("/api", None, "", True),
-        ("/apix", None, "", False),
-        ("/public", "/public?next=/api/..%2f", "", False),  # the query is not the path
-        ("/api/..", None, "", True),  # werkzeug routes it to /api/<path>
-        ("/x/../api", None, "", True),
-        ("/x/..%2fapi", None, "", True),
-        ("api", "api", "", True),
-        ("/me", "//api/me", "", True),  # a raw target that decodes under /api
-        ("/me", "/api/me", "/api", False),  # mounted at /api: the app sees /me
-        ("/api/me", "/mnt/api/me", "/mnt", True),
-        ("/me", "/mnt//me", "/mnt", False),
-        ("/caf\u00c3\u00a9/x", None, "", True),  # PATH_INFO is UTF-8 bytes as latin-1
-        ("/admin", None, "", True),
-        ("/ADMIN", None, "", False),  # case-sensitive, like werkzeug's router
-        ("", None, "", False),
-    ],
-)
+PROTECTS_RULE = [
+    ("/api/me", None, "", True),
+    ("/api", None, "", True),
+    ("/apix", None, "", False),
+    ("/public", "/public?next=/api/..%2f", "", False),  # the query is not the path
+    ("/api/..", None, "", True),  # werkzeug routes it to /api/<path>
+    ("/x/../api", None, "", True),
+    ("/x/..%2fapi", None, "", True),
+    ("api", "api", "", True),
+    ("/me", "//api/me", "", True),  # a raw target that decodes under /api
+    ("/me", "/api/me", "/api", False),  # mounted at /api: the app sees /me
+    ("/api/me", "/mnt/api/me", "/mnt", True),
+    ("/me", "/mnt//me", "/mnt", False),
+    ("/caf\u00c3\u00a9/x", None, "", True),  # PATH_INFO is UTF-8 bytes as latin-1
+    ("/admin", None, "", True),
+    ("/ADMIN", None, "", False),  # case-sensitive, like werkzeug's router
+    ("", None, "", False),
+]
+
+
+@pytest.mark.parametrize(("path", "raw_uri", "script_name", "protected"), PROTECTS_RULE)
 def test_protects_rule(
     middleware: BearerMiddleware, path: str, raw_uri: str | None, script_name: str, protected: bool
 ) -> None:
     assert middleware.protects(path, raw_uri, script_name) is protected
+
+
+def _refused(middleware: BearerMiddleware, path: str, raw_uri: str | None, script_name: str) -> bool:
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": script_name}
+    if raw_uri is not None:
+        environ["RAW_URI"] = raw_uri
+    statuses: list[str] = []
+    middleware(environ, lambda status, headers, exc_info=None: statuses.append(status))  # type: ignore[arg-type,misc]
+    return bool(statuses) and statuses[0].startswith("401")
+
+
+@pytest.mark.parametrize(("path", "raw_uri", "script_name", "protected"), PROTECTS_RULE)
+def test_requests_follow_the_rule_when_their_path_was_seen_before(
+    middleware: BearerMiddleware, path: str, raw_uri: str | None, script_name: str, protected: bool
+) -> None:
+    """The middleware remembers the answer for a clean path it has seen; a
+    request whose raw target differs is still decided by the whole rule."""
+    assert _refused(middleware, path, raw_uri, script_name) is protected
+    for seen in ("/me", "/public", "/api/me", path):
+        _refused(middleware, seen, seen, "")  # now remembered, if clean
+    assert _refused(middleware, path, raw_uri, script_name) is protected
 
 
 def test_empty_path_info_is_the_root(tmp_path: Path) -> None:

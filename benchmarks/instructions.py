@@ -1,0 +1,166 @@
+"""Instructions per request, counted by valgrind's callgrind: where the hot path's cost goes.
+
+    python -m benchmarks.instructions [--requests 1000] [--jobs 2]
+
+Timings on a shared machine move by tens of percent; instruction counts do
+not. Each configuration runs in a child process under
+``valgrind --tool=callgrind`` twice, once with ``N`` and once with ``2 N``
+requests after the same set-up and warm-up; the difference divided by ``N``
+is the count per request, set-up excluded. ``PYTHONHASHSEED=0`` keeps dict
+layouts alike between runs. Needs valgrind (Debian: ``apt-get install
+valgrind``); about a minute per configuration.
+
+The configurations separate the parts of the documented setup: the bare app;
+the bare app with the library's routes registered (routing); the bare app
+whose view calls ``current_token()``; the flask-logout app called beneath its
+middleware (everything the extension adds to the app itself); the whole
+protected request; and the middleware around a no-op WSGI app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from .harness import Call, environ, wsgi_call
+
+
+def _bare_with_library_routes(setup: Any) -> Call:
+    from flask_logout.dialects.client_api import bp
+
+    from .apps import bare_app
+    from .overhead import PATH, bearer
+
+    app = bare_app()
+    app.register_blueprint(bp)
+    return wsgi_call(app, environ(PATH, bearer(setup.token)))
+
+
+def _bare_with_current_token(setup: Any) -> Call:
+    from flask import Flask, jsonify
+
+    from flask_logout import current_token
+
+    from .apps import FLASK_SECRET, _public_routes
+    from .overhead import PATH, bearer
+
+    app = Flask("bare")
+    app.config["SECRET_KEY"] = FLASK_SECRET
+    _public_routes(app)
+
+    @app.get(PATH)
+    def me() -> Any:
+        token = current_token()  # None: nothing verified a token
+        return jsonify({"success": True, "data": {"client_id": token.cid if token else "bench"}})
+
+    return wsgi_call(app, environ(PATH, bearer(setup.token)))
+
+
+def configurations() -> dict[str, Callable[[Any], Call]]:
+    from . import overhead
+
+    return {
+        "bare_flask": overhead.bare_flask,
+        "bare_with_library_routes": _bare_with_library_routes,
+        "bare_with_current_token": _bare_with_current_token,
+        "same_app_beneath": overhead.same_app_beneath,
+        "flask_logout": overhead.flask_logout_hot,
+        "noop_wsgi": overhead.noop_wsgi,
+        "middleware_noop": overhead.middleware_noop,
+        "fje_memory": overhead.fje_memory,
+    }
+
+
+def _child(name: str, requests: int) -> None:
+    from .overhead import Setup
+
+    call = configurations()[name](Setup(quick=True))
+    for _ in range(300):
+        call()
+    for _ in range(requests):
+        call()
+    os._exit(0)  # skip interpreter shutdown: it is not part of a request
+
+
+def _count(name: str, requests: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={tmp}/callgrind.out",
+                sys.executable,
+                "-m",
+                "benchmarks.instructions",
+                "--child",
+                name,
+                "--requests",
+                str(requests),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=True,
+        )
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind:\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def measure(requests: int = 1000, jobs: int = 2) -> dict[str, float]:
+    """Instructions per request of each configuration (``jobs`` valgrind runs at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = list(configurations())
+    with ThreadPoolExecutor(jobs) as pool:
+        once = dict(zip(names, pool.map(lambda name: _count(name, requests), names), strict=True))
+        twice = dict(zip(names, pool.map(lambda name: _count(name, 2 * requests), names), strict=True))
+    return {name: (twice[name] - once[name]) / requests for name in names}
+
+
+def table(counts: dict[str, float]) -> str:
+    bare = counts["bare_flask"]
+    parts = [
+        ("Bare Flask request (same routes, same `SECRET_KEY`)", bare),
+        ("The library's routes registered (routing)", counts["bare_with_library_routes"] - bare),
+        ("`current_token()` in the view", counts["bare_with_current_token"] - bare),
+        ("Everything the extension adds to the app (beneath the middleware)", counts["same_app_beneath"] - bare),
+        ("The middleware inside Flask (hot path, environ keys)", counts["flask_logout"] - counts["same_app_beneath"]),
+        ("Whole protected request minus bare", counts["flask_logout"] - bare),
+        ("Plain WSGI: the middleware around a no-op app", counts["middleware_noop"] - counts["noop_wsgi"]),
+        ("Flask-JWT-Extended (in-memory blocklist) minus bare", counts["fje_memory"] - bare),
+    ]
+    lines = ["| Part | Instructions per request | Of a bare request |", "|---|---|---|"]
+    for what, value in parts:
+        lines.append(f"| {what} | {value:,.0f} | {value / bare:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2, help="valgrind runs at a time")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.requests)
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    counts = measure(args.requests, args.jobs)
+    for name, value in counts.items():
+        print(f"{name}: {value:,.0f}", file=sys.stderr)
+    print(table(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
