@@ -47,8 +47,8 @@ def bare_app() -> Flask:
 
 def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask, Any]:
     """The same app used the documented way: ``LogoutManager`` with
-    ``LOGOUT_PROTECTED_PATHS`` (the middleware) and ``current_token()`` in the view."""
-    from flask_logout import LogoutManager, current_token, get_service
+    ``LOGOUT_PROTECTED_PATHS`` (the middleware) and ``current_token_or_none()`` in the view."""
+    from flask_logout import LogoutManager, current_token_or_none, get_service
 
     if database_uri is None:
         database_uri = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
@@ -69,7 +69,7 @@ def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask,
     def me() -> Any:
         # Works with and without the middleware, so that the same app, called
         # beneath the middleware (app.wsgi_app.app), can be timed too.
-        token = current_token()
+        token = current_token_or_none()
         return jsonify({"success": True, "data": {"client_id": token.cid if token else "bench"}})
 
     service = get_service(app)

@@ -232,6 +232,7 @@ class BearerMiddleware:
         self.render_error = render_error
         self.on_refusal = on_refusal
         self.cookies = service.config.cookie_auth if cookies is None else cookies
+        self._authenticate = service._authenticate
         #: Clean ``PATH_INFO`` -> protected, for paths seen before (bounded).
         #: Only answers of the clean-path test are entered, and an entry is
         #: used only when the raw target is the path itself (plus a query),
@@ -300,7 +301,8 @@ class BearerMiddleware:
         if self.cookies and not (environ.get("HTTP_AUTHORIZATION") or "").strip():
             return self._cookie_session(environ, start_response, path)
         try:
-            verified = self.service.authenticate(environ)
+            # service.authenticate(environ), one call frame shorter: the hot path's budget is a few hundred ns.
+            verified = self._authenticate(environ.get("HTTP_AUTHORIZATION") or "", None, environ)
         except LogoutError as error:
             return self._refuse(environ, start_response, error, path)
         environ[ENVIRON_TOKEN] = verified
