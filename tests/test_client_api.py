@@ -179,13 +179,17 @@ def test_logout_with_token_unknown_to_the_store(client: Any, service: LogoutServ
 
 def test_logout_with_expired_token(client: Any, login: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     token = login()["access_token"]
+    import jwt
+
     import flask_logout.service as service_module
 
-    real_now = service_module.now
-    monkeypatch.setattr(service_module, "now", lambda: real_now() + 3600)
+    # Relative to the token's own exp, not to the clock: a second boundary
+    # crossed between login and the check must not move the edge.
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    monkeypatch.setattr(service_module, "now", lambda: expires)
     response = client.post("/auth/logout", headers=bearer(token))
     assert (response.status_code, response.get_json()) == (401, EXPIRED)
-    monkeypatch.setattr(service_module, "now", lambda: real_now() + 3599)
+    monkeypatch.setattr(service_module, "now", lambda: expires - 1)
     assert client.get("/api/me", headers=bearer(token)).status_code == 200
 
 
