@@ -413,7 +413,15 @@ def libpq_bounds(options: str | None, timeout: float) -> dict[str, Any]:
         "tcp_user_timeout": millis,
     }
     if options is None or "statement_timeout" not in options:
-        params["options"] = f"{options or ''} -c statement_timeout={millis}".strip()
+        options = f"{options or ''} -c statement_timeout={millis}".strip()
+    if "idle_in_transaction_session_timeout" not in options:
+        # The server's side of the bound: a connection cut off mid-transaction
+        # (dropped packets) must not hold its locks until the server's TCP
+        # keepalive gives up (two hours by default). Ours never idle inside a
+        # transaction: their statements run back to back.
+        idle = max(10_000, 10 * millis)
+        options = f"{options} -c idle_in_transaction_session_timeout={idle}"
+    params["options"] = options
     return params
 
 

@@ -105,6 +105,15 @@ def postgres_uri() -> Iterator[str]:
     # can cut its own connections without touching anyone else's.
     yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
     with engine.begin() as conn:
+        # Connections the test left behind (a fault proxy's half-open ones can
+        # sit idle in a transaction) would block the DROP for ever: end them.
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": schema},
+        )
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 

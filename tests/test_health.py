@@ -84,6 +84,8 @@ def test_postgres_connections_carry_the_bounds(postgres_uri: str) -> None:
     try:
         with service.store.connect() as conn:
             assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "1500ms"
+            # The server ends a transaction whose client went silent: 10 x the bound, at least 10 s.
+            assert conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar_one() == "15s"
             info = conn.connection.dbapi_connection.info  # type: ignore[union-attr]
             params = info.get_parameters()
             assert (params["connect_timeout"], params["keepalives"], params["tcp_user_timeout"]) == ("2", "1", "1500")
