@@ -27,18 +27,16 @@ from typing import Any, TypeVar, cast, overload
 from flask import Response, after_this_request, g, request
 from werkzeug.local import LocalProxy
 
-from .cookies import SAFE_METHODS, clear_auth_cookies, same_origin, set_session_cookies
 from .errors import (
-    CrossOriginRequest,
     InvalidToken,
     LogoutError,
     MissingAuthorization,
     TokenExpired,
     TokenRevoked,
-    rotated_by_another_request,
 )
 from .extension import get_manager, get_service
-from .service import ENVIRON_TOKEN, TokenPair, bearer_token
+from .middleware import browser_session
+from .service import ENVIRON_TOKEN, bearer_token
 from .tokens import VerifiedToken
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -190,64 +188,39 @@ def _check_cookie(optional: bool) -> None:
         environ[ENVIRON_TOKEN] = service.authenticate_token(bearer_token(environ["HTTP_AUTHORIZATION"]), environ)
         return
     cookies = service.config.cookies
-    session_cookie = request.cookies.get(cookies.session_name)
-    refresh_cookie = request.cookies.get(cookies.refresh_name)
-    if not session_cookie and not refresh_cookie:
+    if not request.cookies.get(cookies.session_name) and not request.cookies.get(cookies.refresh_name):
         if optional:
             return
         raise MissingAuthorization(SIGN_IN_REQUIRED, detail="no session cookie")
-    if request.method not in SAFE_METHODS and not same_origin(environ, service.config.trusted_origins):
-        raise CrossOriginRequest(detail="cookie-authenticated request from another origin")
-    failure: LogoutError | None = None
-    verified: VerifiedToken | None = None
-    if session_cookie:
-        try:
-            verified = service.authenticate_token(session_cookie, environ)
-        except (InvalidToken, TokenExpired) as error:
-            failure = error
-    if verified is None and refresh_cookie:
-        try:
-            pair = service.refresh(refresh_cookie, ip=service.request_ip(environ))
-        except (InvalidToken, TokenExpired) as error:
-            if rotated_by_another_request(error):
-                # Another request refreshed with this cookie a moment ago and
-                # its answer carries the new cookies: do not clear them.
-                return _refused(optional, error, clear=False)
-            if not isinstance(failure, TokenRevoked):
-                failure = error  # a revocation says most; else the refresh's answer
-        else:
-            verified = pair.access
-            _set_cookies_on_answer(pair)
-    if verified is None:
-        assert failure is not None
-        return _refused(optional, failure, clear=True)
+    set_cookies: list[tuple[str, str]] = []
+    try:
+        verified = browser_session(service, environ, set_cookies)  # the middleware's cookie mode, shared
+    except (InvalidToken, TokenExpired) as error:
+        _send_on_answer(set_cookies)  # the cookies' deletion, unless another tab just renewed them
+        return _refused(optional, error)
+    _send_on_answer(set_cookies)  # the renewed cookies, after a silent refresh
     environ[ENVIRON_TOKEN] = verified
     environ["flask_logout.claims"] = verified.claims
 
 
-def _refused(optional: bool, error: LogoutError, *, clear: bool) -> None:
+def _refused(optional: bool, error: LogoutError) -> None:
     reason = (
         "revoked" if isinstance(error, TokenRevoked) else "expired" if isinstance(error, TokenExpired) else "invalid"
     )
     setattr(g, _SIGNED_OUT, reason)
-    if clear:
-        settings = get_service().config.cookies
-
-        @after_this_request
-        def _clear(response: Response) -> Response:
-            clear_auth_cookies(response, settings)
-            return response
-
     if not optional:
         raise error
 
 
-def _set_cookies_on_answer(pair: TokenPair) -> None:
-    service = get_service()
+def _send_on_answer(headers: list[tuple[str, str]]) -> None:
+    """Add ``headers`` (``Set-Cookie``) to this request's answer."""
+    if not headers:
+        return
 
     @after_this_request
-    def _set(response: Response) -> Response:
-        set_session_cookies(response, service.config, pair.access_token, pair.refresh_token)
+    def _send(response: Response) -> Response:
+        for name, value in headers:
+            response.headers.add(name, value)
         return response
 
 

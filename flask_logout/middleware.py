@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -323,52 +323,55 @@ class BearerMiddleware:
         """A protected request without ``Authorization`` in cookie mode (``LOGOUT_COOKIE_AUTH``)."""
         set_cookies: list[tuple[str, str]] = []
         try:
-            verified = self._from_cookies(environ, set_cookies)
+            verified = browser_session(self.service, environ, set_cookies)
         except LogoutError as error:
             return self._refuse(environ, _adding(start_response, set_cookies), error, path)
         environ[ENVIRON_TOKEN] = verified
         environ[ENVIRON_CLAIMS] = verified.claims
         return self.app(environ, _adding(start_response, set_cookies) if set_cookies else start_response)
 
-    def _from_cookies(self, environ: WSGIEnvironment, set_cookies: list[tuple[str, str]]) -> VerifiedToken:
-        """A browser session: the session cookie, else a silent refresh with the refresh cookie.
 
-        Appends to ``set_cookies`` the ``Set-Cookie`` headers the answer must
-        carry: both new cookies after a refresh, or their deletion when both
-        are dead (so the browser stops sending them). A state-changing method
-        must come from this site's origin (or a trusted one): a cookie is sent
-        by the browser whoever made the page (CSRF).
-        """
-        service = self.service
-        settings = service.config.cookies
-        jar = parse_cookie(environ)
-        session, refresh = jar.get(settings.session_name), jar.get(settings.refresh_name)
-        if not session and not refresh:
-            raise MissingAuthorization(detail="no authorization header and no session cookie")
-        if environ.get("REQUEST_METHOD") not in SAFE_METHODS and not same_origin(
-            environ, service.config.trusted_origins
-        ):
-            raise CrossOriginRequest(detail="cookie-authenticated request from another origin")
-        failure: LogoutError | None = None
-        if session:
-            try:
-                return service.authenticate_token(session, environ)
-            except (InvalidToken, TokenExpired) as error:
-                failure = error
-        if refresh:
-            try:
-                pair = service.refresh(refresh, ip=service.request_ip(environ))
-            except (InvalidToken, TokenExpired) as error:
-                if rotated_by_another_request(error):
-                    raise  # another tab's answer carries the new cookies: keep them
-                if not isinstance(failure, TokenRevoked):
-                    failure = error  # a revocation says most; else the refresh's answer
-            else:
-                set_cookies += session_cookie_headers(service.config, pair.access_token, pair.refresh_token)
-                return pair.access
-        assert failure is not None
-        set_cookies += clear_cookie_headers(settings)
-        raise failure
+def browser_session(
+    service: LogoutService, environ: WSGIEnvironment | Mapping[str, Any], set_cookies: list[tuple[str, str]]
+) -> VerifiedToken:
+    """A browser session: the session cookie, else a silent refresh with the refresh cookie.
+
+    Shared by the middleware's cookie mode and ``@cookie_required``. Appends
+    to ``set_cookies`` the ``Set-Cookie`` headers the answer must carry: both
+    new cookies after a refresh, or their deletion when both are dead (so the
+    browser stops sending them); nothing when another request refreshed with
+    the same cookie a moment ago (its answer carries the new ones). A
+    state-changing method must come from this site's origin (or a trusted
+    one): a cookie is sent by the browser whoever made the page (CSRF).
+    """
+    settings = service.config.cookies
+    jar = parse_cookie(environ)  # type: ignore[arg-type]
+    session, refresh = jar.get(settings.session_name), jar.get(settings.refresh_name)
+    if not session and not refresh:
+        raise MissingAuthorization(detail="no authorization header and no session cookie")
+    unsafe = environ.get("REQUEST_METHOD") not in SAFE_METHODS
+    if unsafe and not same_origin(environ, service.config.trusted_origins):
+        raise CrossOriginRequest(detail="cookie-authenticated request from another origin")
+    failure: LogoutError | None = None
+    if session:
+        try:
+            return service.authenticate_token(session, environ)
+        except (InvalidToken, TokenExpired) as error:
+            failure = error
+    if refresh:
+        try:
+            pair = service.refresh(refresh, ip=service.request_ip(environ))
+        except (InvalidToken, TokenExpired) as error:
+            if rotated_by_another_request(error):
+                raise  # another tab's answer carries the new cookies: keep them
+            if not isinstance(failure, TokenRevoked):
+                failure = error  # a revocation says most; else the refresh's answer
+        else:
+            set_cookies += session_cookie_headers(service.config, pair.access_token, pair.refresh_token)
+            return pair.access
+    assert failure is not None
+    set_cookies += clear_cookie_headers(settings)
+    raise failure
 
 
 def _adding(start_response: StartResponse, extra: list[tuple[str, str]]) -> StartResponse:
