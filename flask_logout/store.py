@@ -737,11 +737,13 @@ class SQLStore:
 
         Past the bound the connection is cut, the operation raises a
         ``DBAPIError`` and the pool drops the connection (and every other
-        connection opened before it).
+        connection opened before it). The bound covers the connection's
+        return to the pool as well: closing it rolls back, which is one more
+        round trip that a silent socket would otherwise hold forever.
         """
-        with self.engine.connect() as conn:
-            with deadline(conn.connection.dbapi_connection, seconds or self._timeout):
-                yield conn
+        conn = self.engine.connect()
+        with deadline(conn.connection.dbapi_connection, seconds or self._timeout), conn:
+            yield conn
 
     def connect_listener(self) -> Any:
         """A PostgreSQL (psycopg) connection of its own, outside the pool, for ``LISTEN``."""

@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -324,6 +325,37 @@ def test_half_open_listen_connection_is_detected_and_push_comes_back(
     finally:
         reader.close()
         writer.close()
+        proxy.close()
+
+
+@pytest.mark.postgres
+def test_a_connection_going_silent_before_its_return_to_the_pool_is_cut(postgres_uri: str) -> None:
+    """Closing a pooled connection rolls back: one more round trip, which the store bound must cover too.
+
+    Found by the LISTEN thread's sync hanging in that rollback (the bound was lifted
+    as the block ended, before the connection went back to the pool).
+    """
+    proxy = FaultProxy()
+    _, reader = _services(postgres_uri, _through(proxy, postgres_uri), LOGOUT_PUSH=False)
+    outcome: list[BaseException | None] = []
+
+    def use_and_return() -> None:
+        try:
+            with reader.store.connect() as conn:
+                assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+                proxy.blackhole_existing()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        worker = threading.Thread(target=use_and_return, daemon=True)
+        worker.start()
+        worker.join(ANSWER_BOUND)
+        assert outcome, f"the return to the pool still waited after {ANSWER_BOUND} s"
+        assert isinstance(outcome[0], sa.exc.DBAPIError)
+    finally:
+        reader.close()
         proxy.close()
 
 
