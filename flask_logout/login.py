@@ -45,7 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreUnavailable, TokenRevoked
 from .extension import get_service
-from .service import _LRU, LogoutService
+from .service import LogoutService, _Bounded
 from .tokens import now, principal_key
 
 #: The Flask session key that holds the store session's reference.
@@ -87,7 +87,7 @@ class LoginSessions:
     """Bind Flask-Login's sessions to the store. Create it after ``LogoutManager``."""
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._checked: _LRU[float] | None = None
+        self._checked: _Bounded[float] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -95,7 +95,7 @@ class LoginSessions:
         from flask_login import user_logged_in, user_logged_out
 
         service = get_service(app)
-        self._checked = _LRU(service.config.token_cache_size or 1)
+        self._checked = _Bounded(service.config.token_cache_size or 1)
         app.extensions[_STATE] = self
         user_logged_in.connect(self._logged_in, app)
         user_logged_out.connect(self._logged_out, app)

@@ -134,7 +134,15 @@ class Replica:
         self.store = store
         self.heartbeat = heartbeat
         self.sync_interval = sync_interval
+        #: Monotonic time until which the replica counts as fresh
+        #: (``last_ok + max_staleness``): the hot path reads one attribute.
+        self.fresh_until = float("-inf")
+        self._last_ok = float("-inf")
         self.max_staleness = max_staleness
+        #: Incremented after every change that can refuse a token accepted
+        #: before (a revocation, a client's record): a hot-path entry checked
+        #: at the current epoch needs no look-up in the tables below.
+        self.epoch = 0
         #: The Redis push channel, if LOGOUT_REDIS_URL is set (it replaces LISTEN/NOTIFY).
         self.redis = redis if push else None
         self.push = push and (store.is_postgres or self.redis is not None)
@@ -153,8 +161,6 @@ class Replica:
         self._watermark = 0
         self._seen_above: set[int] = set()
         self._gaps: dict[int, float] = {}
-        #: Monotonic time of the last successful sync.
-        self.last_ok = float("-inf")
         self._sync_lock = threading.Lock()
         self._wake = threading.Event()
         self._threads_pid: int | None = None
@@ -176,6 +182,26 @@ class Replica:
         self._push_warned = False
         self._push_up_since_last_try = False
         _REPLICAS.add(self)
+
+    @property
+    def last_ok(self) -> float:
+        """Monotonic time of the last successful sync."""
+        return self._last_ok
+
+    @last_ok.setter
+    def last_ok(self, when: float) -> None:
+        self._last_ok = when
+        self.fresh_until = when + self._max_staleness
+
+    @property
+    def max_staleness(self) -> float:
+        """Seconds after the last successful sync the replica is trusted (``LOGOUT_MAX_STALENESS``)."""
+        return self._max_staleness
+
+    @max_staleness.setter
+    def max_staleness(self, seconds: float) -> None:
+        self._max_staleness = seconds
+        self.fresh_until = self._last_ok + seconds
 
     # -- the request path -------------------------------------------------
 
@@ -225,6 +251,7 @@ class Replica:
                 self._generation_expires[event.key] = event.expires_at
         elif event.kind == "client":
             self.client_versions[event.key] += 1
+            self.epoch += 1
             return
         elif event.kind == "keys":
             for reload in self.key_listeners:
@@ -232,6 +259,8 @@ class Replica:
             return
         else:
             return
+        # After the tables: a reader that saw the old epoch checks them again.
+        self.epoch += 1
         self._buckets[event.expires_at // BUCKET_SECONDS + 1].append((event.kind, event.key))
 
     def expire(self) -> int:
@@ -406,6 +435,7 @@ class Replica:
         self.running = False
         self._sync_lock = threading.Lock()
         self._push_up = False  # the parent's LISTEN connection is not ours
+        self.fresh_until = float("-inf")  # the next request takes the full path, which starts the threads
         self.store.after_fork()
 
     def _poll_loop(self) -> None:

@@ -15,6 +15,7 @@ this file turn every skip (``pytest.skip``, ``skipif``, a module-level
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -255,6 +256,19 @@ def login(client: Any) -> Callable[..., dict[str, Any]]:
         return response.get_json()["data"]  # type: ignore[no-any-return]
 
     return _login
+
+
+_REAL_TIME = time.time
+
+
+def move_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Move the wall clock the library reads (``time.time``) ``seconds`` from the real one.
+
+    The one seam for "time passes": the hot path compares expiry with
+    ``time.time()`` itself, so patching a helper such as ``tokens.now`` alone
+    would not reach it.
+    """
+    monkeypatch.setattr(time, "time", lambda: _REAL_TIME() + seconds)
 
 
 def bearer(token: str) -> dict[str, str]:

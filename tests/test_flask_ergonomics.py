@@ -27,7 +27,7 @@ from flask_logout import (
     token_required,
 )
 
-from .conftest import FAST_HASH, INVALID, MISSING, SECRET, base_settings, bearer, build_app
+from .conftest import FAST_HASH, INVALID, MISSING, SECRET, base_settings, bearer, build_app, move_clock
 
 
 @pytest.fixture
@@ -223,10 +223,7 @@ def test_cookie_session_page_and_silent_refresh(cookie_app: Flask, monkeypatch: 
     answer = client.get("/page")
     assert answer.get_json() == {"user": {"userId": "U-1", "name": "Alice"}, "reason": None}
     assert answer.headers.getlist("Set-Cookie") == []  # nothing to renew
-    import flask_logout.service as service_module
-
-    real_now = service_module.now
-    monkeypatch.setattr(service_module, "now", lambda: real_now() + 3700)  # the session cookie has lapsed
+    move_clock(monkeypatch, 3700)  # the session cookie has lapsed
     renewed = client.get("/page")
     assert renewed.get_json()["user"] == {"userId": "U-1", "name": "Alice"}
     names = sorted(c.split("=", 1)[0] for c in renewed.headers.getlist("Set-Cookie"))

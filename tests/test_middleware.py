@@ -14,7 +14,7 @@ from flask_logout import BearerMiddleware, LogoutService
 from flask_logout.middleware import ENVIRON_CLAIMS
 from flask_logout.service import ENVIRON_TOKEN
 
-from .conftest import EXPIRED, FAST_HASH, FORBIDDEN, INVALID, MISSING, SECRET, bearer
+from .conftest import EXPIRED, FAST_HASH, FORBIDDEN, INVALID, MISSING, SECRET, bearer, move_clock
 
 
 def legacy_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -64,12 +64,9 @@ def test_every_error_of_the_document_around_a_plain_wsgi_app(
         200,
         {"path": "/api/things", "sub": "legacy", "claims_typ": "access"},
     )
-    import flask_logout.service as service_module
-
-    real_now = service_module.now
-    monkeypatch.setattr(service_module, "now", lambda: real_now() + 7200)
+    move_clock(monkeypatch, 7200)
     assert _get(wsgi, "/api/things", bearer(pair.access_token)) == (401, EXPIRED)
-    monkeypatch.setattr(service_module, "now", real_now)
+    move_clock(monkeypatch, 0)
     wsgi_service.logout_all(pair.access)
     assert _get(wsgi, "/api/things", bearer(pair.access_token)) == (401, INVALID)
 
@@ -78,11 +75,8 @@ def test_checks_run_in_the_documented_order(
     wsgi: Client, wsgi_service: LogoutService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Revoked beats expired, expired beats a bad IP."""
-    import flask_logout.service as service_module
-
     pair = wsgi_service.login_client("legacy", "legacy-secret", ip="10.0.0.1")
-    real_now = service_module.now
-    monkeypatch.setattr(service_module, "now", lambda: real_now() + 7200)
+    move_clock(monkeypatch, 7200)
     assert _get(wsgi, "/api/x", bearer(pair.access_token), ip="192.0.2.1") == (401, EXPIRED)
     wsgi_service.revoke_client("legacy")
     assert _get(wsgi, "/api/x", bearer(pair.access_token), ip="192.0.2.1") == (401, INVALID)
@@ -206,3 +200,26 @@ def test_a_scoped_ipv6_remote_addr_is_matched_without_its_zone(
     assert (status, body) == (
         (200, {"path": "/api/x", "sub": "link-local", "claims_typ": "access"}) if expected == 200 else (403, FORBIDDEN)
     )
+
+
+def test_the_inline_hot_path_still_checks_the_whitelist_and_revocations(
+    wsgi: Client, wsgi_service: LogoutService
+) -> None:
+    """The middleware's own hot path (a token seen before, nothing changed) is no shortcut
+    past the client's whitelist, a revocation made in this process, or one only the store knows."""
+    pair = wsgi_service.login_client("legacy", "legacy-secret", ip="10.0.0.1")
+    for _ in range(3):  # first sight, then hot
+        assert _get(wsgi, "/api/x", bearer(pair.access_token))[0] == 200
+    assert _get(wsgi, "/api/x", bearer(pair.access_token), ip="192.0.2.1") == (403, FORBIDDEN)
+    assert _get(wsgi, "/api/x", bearer(pair.access_token))[0] == 200
+    epoch = wsgi_service.replica.epoch
+    wsgi_service.revoke_family(pair.access.fid)  # this process: seen here at once
+    assert wsgi_service.replica.epoch > epoch  # what makes every hot entry look again
+    assert _get(wsgi, "/api/x", bearer(pair.access_token)) == (401, INVALID)
+
+    other = wsgi_service.login_client("open", "open-secret", ip="10.0.0.1")
+    for _ in range(3):
+        assert _get(wsgi, "/api/x", bearer(other.access_token))[0] == 200
+    wsgi_service.store.revoke_family(other.access.fid)  # committed elsewhere: this replica learns it by syncing
+    wsgi_service.replica.sync()
+    assert _get(wsgi, "/api/x", bearer(other.access_token)) == (401, INVALID)

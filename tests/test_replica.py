@@ -18,7 +18,7 @@ from flask_logout import IPNotAuthorized, LogoutService, StoreUnavailable, Token
 from flask_logout.replica import Replica
 from flask_logout.store import Event
 
-from .conftest import FAST_HASH, SECRET
+from .conftest import FAST_HASH, SECRET, move_clock
 
 
 def _settings(database_uri: str, **extra: Any) -> dict[str, Any]:
@@ -113,10 +113,7 @@ def test_the_revoking_process_sees_it_at_once(here: LogoutService) -> None:
 def test_cache_never_accepts_an_expired_token(here: LogoutService, monkeypatch: pytest.MonkeyPatch) -> None:
     pair = here.issue_tokens("api", client_id="api")
     _hot(here, pair.access_token)
-    import flask_logout.service as service_module
-
-    real_now = service_module.now
-    monkeypatch.setattr(service_module, "now", lambda: real_now() + 3600)
+    move_clock(monkeypatch, 3600)
     with pytest.raises(TokenExpired):
         here.authenticate(_request(pair.access_token))
 
@@ -313,3 +310,18 @@ def test_close_waits_for_the_sync_threads() -> None:
     assert threads and all(t.is_alive() for t in threads)
     service.close()
     assert not any(t.is_alive() for t in threads)
+
+
+def test_the_token_caches_are_bounded_and_drop_their_older_half() -> None:
+    from flask_logout.service import _Bounded
+
+    cache: _Bounded[int] = _Bounded(4)
+    for number in range(4):
+        cache.put(f"t{number}", number)
+    assert cache.get("t0") == 0  # a hit reorders nothing (not an LRU)
+    cache.put("t4", 4)
+    assert len(cache) == 2
+    assert [cache.get(f"t{n}") for n in range(5)] == [None, None, None, 3, 4]
+    empty: _Bounded[int] = _Bounded(0)  # LOGOUT_STRICT: nothing is kept
+    empty.put("t", 1)
+    assert (len(empty), empty.get("t")) == (0, None)
