@@ -54,13 +54,15 @@ def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask,
         database_uri = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
     app = Flask("flask_logout_bench")
     app.config.update(
-        SECRET_KEY=FLASK_SECRET,
-        LOGOUT_SECRET_KEY=SECRET,
-        LOGOUT_DATABASE_URI=database_uri,
-        LOGOUT_CLIENT_SECRET_HASH=FAST_HASH,
-        LOGOUT_PROTECTED_PATHS=["/api"],
-        LOGOUT_TOKEN_CACHE_SIZE=200_000,
-        **settings,
+        {
+            "SECRET_KEY": FLASK_SECRET,
+            "LOGOUT_SECRET_KEY": SECRET,
+            "LOGOUT_DATABASE_URI": database_uri,
+            "LOGOUT_CLIENT_SECRET_HASH": FAST_HASH,
+            "LOGOUT_PROTECTED_PATHS": ["/api"],
+            "LOGOUT_TOKEN_CACHE_SIZE": 200_000,
+            **settings,
+        }
     )
     LogoutManager(app)
     _public_routes(app)
@@ -142,3 +144,79 @@ def fje_sqlalchemy_app(rows: int = 100_000) -> tuple[Flask, Any]:
         db.session.commit()
         token = create_access_token(identity="bench")
     return app, token
+
+
+# -- browser sessions: cookies and Flask-Login --------------------------------
+
+
+def _page(app: Flask, *decorators: Any) -> None:
+    """``/page``: the same small JSON page on every browser-session app."""
+
+    def page() -> Any:
+        return jsonify({"success": True, "data": {"page": "account"}})
+
+    view: Any = page
+    for decorator in reversed(decorators):
+        view = decorator(view)
+    app.add_url_rule("/page", "page", view)
+
+
+def bare_page_app() -> Flask:
+    """The browser-session baseline: the bare app with ``/page``, no authentication."""
+    app = bare_app()
+    _page(app)
+    return app
+
+
+def cookie_middleware_app() -> tuple[Flask, Any]:
+    """``LOGOUT_COOKIE_AUTH``: the middleware reads the session cookie on the protected paths."""
+    app, service = logout_app(LOGOUT_COOKIE_AUTH=True, LOGOUT_PROTECTED_PATHS=["/api", "/page"])
+    _page(app)
+    return app, service
+
+
+def cookie_required_app() -> tuple[Flask, Any]:
+    """``@cookie_required`` on the page, the documented way for a few cookie-authenticated views."""
+    from flask_logout import cookie_required
+
+    app, service = logout_app(LOGOUT_PROTECTED_PATHS=[])
+    _page(app, cookie_required)
+    return app, service
+
+
+def flask_login_app(with_sessions: bool) -> tuple[Flask, str]:
+    """A Flask-Login app (``@login_required`` page), with or without ``LoginSessions``,
+    and the Flask session cookie of a user signed in through its own ``/login``."""
+    from flask_login import LoginManager, UserMixin, login_required, login_user
+
+    class User(UserMixin):
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
+
+    app = Flask("flask_login_sessions" if with_sessions else "flask_login")
+    app.config.update(SECRET_KEY=FLASK_SECRET)
+    if with_sessions:
+        from flask_logout import LogoutManager
+        from flask_logout.login import LoginSessions
+
+        app.config.update(
+            LOGOUT_SECRET_KEY=SECRET,
+            LOGOUT_DATABASE_URI=f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3",
+            LOGOUT_CLIENT_SECRET_HASH=FAST_HASH,
+        )
+    login_manager = LoginManager(app)
+    login_manager.user_loader(User)
+    if with_sessions:
+        LogoutManager(app)
+        LoginSessions(app)
+    _public_routes(app)
+    _page(app, login_required)
+
+    @app.post("/login")
+    def login() -> Any:
+        login_user(User("bench"))
+        return "ok"
+
+    answer = app.test_client().post("/login")
+    cookie = next(c for c in answer.headers.getlist("Set-Cookie") if c.startswith("session="))
+    return app, cookie.split(";", 1)[0]

@@ -81,6 +81,7 @@ def paired_ns(
     rounds: int = 61,
     warmup: int = 300,
     settle: int = 20,
+    baselines: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-call medians, and each configuration's median paired difference from ``baseline``.
 
@@ -89,7 +90,8 @@ def paired_ns(
     when one app serves request after request); a round's difference
     (configuration minus baseline) is taken between times measured moments
     apart, so a noisy stretch of the machine hits both. The overhead figures
-    are the medians of those differences.
+    are the medians of those differences. ``baselines`` names another
+    baseline for some configurations (paired the same way).
     """
     for call in calls.values():
         for _ in range(warmup):
@@ -108,9 +110,11 @@ def paired_ns(
                 call()
             samples[name].append((time.perf_counter_ns() - start) / number)
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    base = samples[baseline]
+    against = baselines or {}
     overheads = {
-        name: statistics.median(value - reference for value, reference in zip(values, base, strict=True))
+        name: statistics.median(
+            value - reference for value, reference in zip(values, samples[against.get(name, baseline)], strict=True)
+        )
         for name, values in samples.items()
     }
     return medians, overheads

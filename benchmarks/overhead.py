@@ -23,10 +23,21 @@ from typing import Any
 
 import jwt
 
-from .apps import SECRET, bare_app, fje_memory_app, fje_sqlalchemy_app, logout_app
+from .apps import (
+    SECRET,
+    bare_app,
+    bare_page_app,
+    cookie_middleware_app,
+    cookie_required_app,
+    fje_memory_app,
+    fje_sqlalchemy_app,
+    flask_login_app,
+    logout_app,
+)
 from .harness import Call, environ, paired_ns, per_item_ns, wsgi_call
 
 PATH = "/api/me"
+PAGE = "/page"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -58,9 +69,22 @@ class Setup:
         self.strict_app, self.strict_service = logout_app(LOGOUT_STRICT=True)
         self.strict_token = self.strict_service.issue_tokens("bench", client_id="bench").access_token
 
+        # Browser sessions: the cookies a browser signed in through the library sends.
+        self.cookie_app, self.cookie_service = cookie_middleware_app()
+        self.cookie_required_app, self.cookie_required_service = cookie_required_app()
+        self.session_cookies = _session_cookies(self.cookie_service)
+        self.required_cookies = _session_cookies(self.cookie_required_service)
+
     def close(self) -> None:
-        self.service.close()
-        self.strict_service.close()
+        for service in (self.service, self.strict_service, self.cookie_service, self.cookie_required_service):
+            service.close()
+
+
+def _session_cookies(service: Any) -> dict[str, str]:
+    """The ``Cookie`` header of a browser signed in with the library's session cookies (DS and DSR)."""
+    pair = service.issue_tokens("bench-user")
+    names = service.config.cookies
+    return {"Cookie": f"{names.session_name}={pair.access_token}; {names.refresh_name}={pair.refresh_token}"}
 
 
 def bare_flask(setup: Setup) -> Call:
@@ -107,6 +131,33 @@ def middleware_noop(setup: Setup) -> Call:
     return wsgi_call(BearerMiddleware(_noop, setup.service, ["/api"]), environ(PATH, bearer(setup.token)))
 
 
+def bare_page(setup: Setup) -> Call:
+    """The browser-session baseline: the bare app's page, the same cookies sent."""
+    return wsgi_call(bare_page_app(), environ(PAGE, setup.session_cookies))
+
+
+def cookie_session(setup: Setup) -> Call:
+    """``LOGOUT_COOKIE_AUTH``: the middleware verifies the session cookie (seen before)."""
+    return wsgi_call(setup.cookie_app, environ(PAGE, setup.session_cookies))
+
+
+def cookie_required(setup: Setup) -> Call:
+    """``@cookie_required`` on the page (session cookie seen before)."""
+    return wsgi_call(setup.cookie_required_app, environ(PAGE, setup.required_cookies))
+
+
+def flask_login(setup: Setup) -> Call:
+    """Flask-Login alone, a signed-in user's ``@login_required`` page (the Flask-Login baseline)."""
+    app, cookie = flask_login_app(with_sessions=False)
+    return wsgi_call(app, environ(PAGE, {"Cookie": cookie}))
+
+
+def flask_login_sessions(setup: Setup) -> Call:
+    """The same Flask-Login app with ``LoginSessions`` (its session checked on every request)."""
+    app, cookie = flask_login_app(with_sessions=True)
+    return wsgi_call(app, environ(PAGE, {"Cookie": cookie}))
+
+
 def jwt_decode(setup: Setup) -> Call:
     """Raw ``jwt.decode`` of the same kind of token (the cold path's baseline)."""
     token = setup.token
@@ -124,6 +175,20 @@ CONFIGURATIONS: dict[str, Callable[[Setup], Call]] = {
     "noop_wsgi": noop_wsgi,
     "middleware_noop": middleware_noop,
     "jwt_decode": jwt_decode,
+    "bare_page": bare_page,
+    "cookie_session": cookie_session,
+    "cookie_required": cookie_required,
+    "flask_login": flask_login,
+    "flask_login_sessions": flask_login_sessions,
+}
+
+#: The baseline a configuration's overhead is taken against, when not ``bare_flask``:
+#: what the same app costs without flask-logout (the browser pages: the same
+#: page and cookies; Flask-Login: the same app with Flask-Login alone).
+BASELINES: dict[str, str] = {
+    "cookie_session": "bare_page",
+    "cookie_required": "bare_page",
+    "flask_login_sessions": "flask_login",
 }
 
 
@@ -131,7 +196,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
     number, rounds = (100, 21) if quick else (100, 151)
     setup = Setup(quick)
     calls = {name: build(setup) for name, build in CONFIGURATIONS.items()}
-    medians, overheads = paired_ns(calls, "bare_flask", number=number, rounds=rounds)
+    medians, overheads = paired_ns(calls, "bare_flask", number=number, rounds=rounds, baselines=BASELINES)
     figures: dict[str, Any] = dict(medians)
     figures["overhead"] = {name: overheads[name] for name in calls}
     # The plain-WSGI row pairs the middleware with the no-op app, not with Flask.

@@ -45,7 +45,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreUnavailable, TokenRevoked
 from .extension import get_service
+from .replica import Replica
 from .service import LogoutService, _Bounded
+
+try:  # Flask's request-context variable: reading it directly skips the proxies
+    from flask.globals import _cv_request
+except ImportError:  # pragma: no cover (a Flask without it: the full path)
+    _cv_request = None  # type: ignore[assignment]
 from .tokens import now, principal_key
 
 #: The Flask session key that holds the store session's reference.
@@ -87,7 +93,11 @@ class LoginSessions:
     """Bind Flask-Login's sessions to the store. Create it after ``LogoutManager``."""
 
     def __init__(self, app: Flask | None = None) -> None:
-        self._checked: _Bounded[float] | None = None
+        #: Session reference -> monotonic time its store check is trusted until.
+        self._checked: _Bounded[float] = _Bounded(1)
+        #: The hot path: Flask session reference -> (user id, expiry + leeway,
+        #: replica epoch when found alive, store check trusted until, replica).
+        self._alive: _Bounded[tuple[str, int, int, float, Replica]] = _Bounded(1)
         if app is not None:
             self.init_app(app)
 
@@ -96,6 +106,7 @@ class LoginSessions:
 
         service = get_service(app)
         self._checked = _Bounded(service.config.token_cache_size or 1)
+        self._alive = _Bounded(service.config.token_cache_size)
         app.extensions[_STATE] = self
         user_logged_in.connect(self._logged_in, app)
         user_logged_out.connect(self._logged_out, app)
@@ -136,12 +147,38 @@ class LoginSessions:
 
     def _check_request(self) -> None:
         """Drop a Flask-Login session whose store session has ended (before any view runs)."""
+        context = _cv_request.get(None) if _cv_request is not None else None
+        if context is not None:
+            # The hot path: this session was found alive here before, and
+            # nothing was revoked since (the replica's epoch), the replica is
+            # fresh, the session unexpired and its last store check recent.
+            # Flask's request context read directly: its proxies cost more.
+            state = context.session
+            user_id = state.get("_user_id")
+            if user_id is not None:
+                hot = self._alive.get(state.get(SESSION_KEY))  # type: ignore[arg-type]
+                if hot is not None and hot[0] == user_id:
+                    replica = hot[4]
+                    if (
+                        hot[2] == replica.epoch
+                        and time.monotonic() <= min(replica.fresh_until, hot[3])
+                        and time.time() < hot[1]
+                    ):
+                        return
+        self._check_request_fully()
+
+    def _check_request_fully(self) -> None:
         app = current_app
         user_id = session.get("_user_id")
         if user_id is not None:
-            reason = self._dead(SessionRef.load(session.get(SESSION_KEY)), str(user_id))
+            raw = session.get(SESSION_KEY)
+            ref = SessionRef.load(raw)
+            epoch = get_service().replica.epoch  # before the checks: a change after it makes the entry stale
+            reason = self._dead(ref, str(user_id))
             if reason is not None:
                 self._sign_out_here(app, reason)
+            elif ref is not None and isinstance(raw, str) and isinstance(user_id, str):
+                self._remember_alive(raw, user_id, ref, epoch)
             return
         remember_name = app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
         if remember_name not in request.cookies or session.get("_remember") == "clear":
@@ -176,12 +213,17 @@ class LoginSessions:
             return "revoked"
         if ref.exp + service.config.leeway <= now():
             return "expired"
-        checked = self._checked
-        assert checked is not None
-        until = checked.get(ref.jti)
+        until = self._checked.get(ref.jti)
         if until is not None and until > time.monotonic():
             return None
         return self._ask_store(service, ref, principal)
+
+    def _remember_alive(self, raw: str, user_id: str, ref: SessionRef, epoch: int) -> None:
+        """Keep what the hot path needs of a session just found alive."""
+        service = get_service()
+        until = self._checked.get(ref.jti)
+        if until is not None:
+            self._alive.put(raw, (user_id, ref.exp + service.config.leeway, epoch, until, service.replica))
 
     def _ask_store(self, service: LogoutService, ref: SessionRef, principal: str) -> str | None:
         started = time.monotonic()
@@ -197,7 +239,6 @@ class LoginSessions:
             or state.generation != ref.gen
         ):
             return "revoked"
-        assert self._checked is not None
         self._checked.put(ref.jti, started + max(service.store.event_ttl - _MARGIN, 1))
         return None
 

@@ -173,6 +173,7 @@ def test_revoke_user_from_another_process_ends_the_session_after_its_sync(databa
         browser = here.test_client()
         _sign_in(browser)
         assert browser.get("/me").status_code == 200  # checked once against the store, then the replica
+        assert browser.get("/me").status_code == 200  # the hot path: found alive before, nothing revoked since
         get_service(there).revoke_user("alice")
         get_service(here).replica.sync()  # what the poll (or push) does within LOGOUT_SYNC_INTERVAL
         answer = browser.get("/me")
