@@ -75,6 +75,10 @@ def configurations() -> dict[str, Callable[[Any], Call]]:
         "noop_wsgi": overhead.noop_wsgi,
         "middleware_noop": overhead.middleware_noop,
         "fje_memory": overhead.fje_memory,
+        "bare_page": overhead.bare_page,
+        "cookie_session": overhead.cookie_session,
+        "flask_login": overhead.flask_login,
+        "flask_login_sessions": overhead.flask_login_sessions,
     }
 
 
@@ -137,6 +141,14 @@ def table(counts: dict[str, float]) -> str:
         ("Whole protected request minus bare", counts["flask_logout"] - bare),
         ("Plain WSGI: the middleware around a no-op app", counts["middleware_noop"] - counts["noop_wsgi"]),
         ("Flask-JWT-Extended (in-memory blocklist) minus bare", counts["fje_memory"] - bare),
+        (
+            "Browser session (`LOGOUT_COOKIE_AUTH`) minus the same page without it",
+            counts["cookie_session"] - counts["bare_page"],
+        ),
+        (
+            "Flask-Login with `LoginSessions` minus Flask-Login alone",
+            counts["flask_login_sessions"] - counts["flask_login"],
+        ),
     ]
     lines = ["| Part | Instructions per request | Of a bare request |", "|---|---|---|"]
     for what, value in parts:

@@ -56,6 +56,20 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, s
             ">= 40 (times smaller)",
             lambda v: v >= 40,
         )
+        for name, what in (
+            ("cookie_session", "Browser session: `LOGOUT_COOKIE_AUTH` (the middleware reads the session cookie)"),
+            ("cookie_required", "Browser session: a `@cookie_required` page"),
+            ("flask_login_sessions", "Flask-Login with `LoginSessions`, over Flask-Login alone"),
+        ):
+            if name in over:
+                add(
+                    f"{what}, overhead per request",
+                    _us(over[name]),
+                    f"bare Flask request {_us(bare)}",
+                    over[name] / bare,
+                    "<= 0.05",
+                    lambda v: v <= 0.05,
+                )
         add(
             "Cold path (first sight: decode + SQLite look-up), overhead per request",
             _us(o["cold_overhead"]),
