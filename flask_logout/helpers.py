@@ -35,7 +35,7 @@ from .errors import (
     TokenRevoked,
 )
 from .extension import get_manager, get_service
-from .middleware import browser_session
+from .middleware import browser_session, hot_cookie_session
 from .service import ENVIRON_TOKEN, bearer_token
 from .tokens import VerifiedToken
 
@@ -179,10 +179,23 @@ def token_optional(view: F) -> F:
 
 
 def _check_cookie(optional: bool) -> None:
-    environ = request.environ
+    context = _cv_request.get(None) if _cv_request is not None else None
+    if context is not None:
+        environ = context.request.environ
+        if environ.get(ENVIRON_TOKEN) is not None:
+            return
+        service = get_service(context.app)
+        if not environ.get("HTTP_AUTHORIZATION"):
+            verified = hot_cookie_session(service, environ)
+            if verified is not None:
+                environ[ENVIRON_TOKEN] = verified
+                environ["flask_logout.claims"] = verified.claims
+                return
+    else:  # pragma: no cover (a Flask without the context variable)
+        environ = request.environ
+        service = get_service()
     if environ.get(ENVIRON_TOKEN) is not None:
         return
-    service = get_service()
     if environ.get("HTTP_AUTHORIZATION", "").strip():
         # An API client calling a cookie-guarded endpoint: its bearer decides (no CSRF risk).
         environ[ENVIRON_TOKEN] = service.authenticate_token(bearer_token(environ["HTTP_AUTHORIZATION"]), environ)

@@ -110,8 +110,12 @@ class LoginSessions:
         app.extensions[_STATE] = self
         user_logged_in.connect(self._logged_in, app)
         user_logged_out.connect(self._logged_out, app)
-        # First, before the application's own before_request functions.
-        app.before_request_funcs.setdefault(None, []).insert(0, self._check_request)
+        # First, before the application's own before_request functions: as
+        # the first URL value preprocessor, which Flask calls directly (a
+        # before_request function goes through ensure_sync and
+        # inspect.iscoroutinefunction on every request, which costs more
+        # than the check's hot path).
+        app.url_value_preprocessors.setdefault(None, []).insert(0, self._check_request)
 
     # -- signals ------------------------------------------------------------
 
@@ -145,7 +149,7 @@ class LoginSessions:
 
     # -- the request path ---------------------------------------------------
 
-    def _check_request(self) -> None:
+    def _check_request(self, _endpoint: str | None = None, _values: dict[str, Any] | None = None) -> None:
         """Drop a Flask-Login session whose store session has ended (before any view runs)."""
         context = _cv_request.get(None) if _cv_request is not None else None
         if context is not None:

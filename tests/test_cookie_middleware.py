@@ -77,7 +77,8 @@ def test_dead_cookies_are_refused_and_cleared(service: LogoutService) -> None:
     client = _client(service)
     client.set_cookie("DS", pair.access_token)
     client.set_cookie("DSR", pair.refresh_token)
-    assert client.get("/api/me").status_code == 200
+    for _ in range(3):  # first sight, then the hot path (the Cookie header parsed before, the token hot)
+        assert client.get("/api/me").status_code == 200
     service.revoke_family(pair.access.fid)  # signed out elsewhere
     response = client.get("/api/me")
     assert (response.status_code, response.get_json()) == (401, INVALID)
@@ -90,6 +91,8 @@ def test_a_state_change_from_another_origin_is_refused(service: LogoutService) -
     pair = service.issue_tokens("alice")
     client = _client(service)
     client.set_cookie("DS", pair.access_token)
+    for _ in range(2):  # the session is hot: no shortcut past the origin check for a state change
+        assert client.get("/api/me").status_code == 200
     foreign = client.post("/api/me", headers={"Origin": "https://evil.example"})
     assert (foreign.status_code, foreign.get_json()) == (403, FORBIDDEN_ORIGIN)
     own = client.post("/api/me", headers={"Origin": "http://localhost"})

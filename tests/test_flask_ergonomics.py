@@ -235,6 +235,8 @@ def test_cookie_session_ended_elsewhere_is_cleared_with_a_reason(cookie_app: Fla
     service = get_service(cookie_app)
     client = cookie_app.test_client()
     _cookies(client, service.issue_tokens("U-1"))
+    for _ in range(3):  # first sight, then the decorator's hot path
+        assert client.get("/page").get_json()["user"] == {"userId": "U-1", "name": "Alice"}
     service.revoke_user("U-1")
     answer = client.get("/page")
     assert answer.get_json() == {"user": None, "reason": "revoked"}
@@ -250,6 +252,8 @@ def test_cookie_state_change_needs_the_sites_origin(cookie_app: Flask) -> None:
     service = get_service(cookie_app)
     client = cookie_app.test_client()
     _cookies(client, service.issue_tokens("U-1"))
+    for _ in range(2):  # a hot session is no shortcut past the origin check
+        assert client.get("/page").get_json()["user"] == {"userId": "U-1", "name": "Alice"}
     forbidden = {"error": {"name": "ForbiddenError", "code": "FORBIDDEN", "message": "Cross-origin request refused"}}
     for headers in ({"Origin": "https://evil.example"}, {}, {"Origin": "null"}):
         answer = client.post("/change", headers=headers)
