@@ -238,6 +238,7 @@ class BearerMiddleware:
         self.cookies = service.config.cookie_auth if cookies is None else cookies
         self._authenticate = service._authenticate
         self._hot_get = service._hot_get
+        self._hot_token_get = service._hot_token_get
         self._replica = service.replica
         self._session_cookie = service.config.cookies.session_name
         #: Clean ``PATH_INFO`` -> protected, for paths seen before (bounded).
@@ -325,7 +326,7 @@ class BearerMiddleware:
             # check), its session cookie a hot token.
             jar = _cookie_jars.get(environ.get("HTTP_COOKIE") or "")
             session = jar.get(self._session_cookie) if jar is not None else None
-            hot = self._hot_get(session) if session else None
+            hot = self._hot_token_get(session) if session else None
             if not (
                 hot is not None
                 and hot[2] == self._replica.epoch
@@ -420,7 +421,7 @@ def hot_cookie_session(service: LogoutService, environ: WSGIEnvironment | Mappin
     """
     jar = _cookie_jars.get(environ.get("HTTP_COOKIE") or "")
     session = jar.get(service.config.cookies.session_name) if jar is not None else None
-    hot = service._hot_get(session) if session else None
+    hot = service._hot_token_get(session) if session else None
     replica = service.replica
     if (
         hot is not None

@@ -141,6 +141,11 @@ class LogoutService:
         self._cache: _Bounded[VerifiedToken] = _Bounded(config.token_cache_size)
         self._hot: _Bounded[_Hot] = _Bounded(0 if config.strict else config.token_cache_size)
         self._hot_get = self._hot._items.get
+        # Tokens met outside an Authorization header (session cookies) are kept
+        # apart: keyed by the bare token in the same map, an Authorization
+        # header holding a bare token (no scheme) would find them.
+        self._hot_tokens: _Bounded[_Hot] = _Bounded(0 if config.strict else config.token_cache_size)
+        self._hot_token_get = self._hot_tokens._items.get
         self.replica = Replica(
             store,
             sync_interval=config.sync_interval,
@@ -460,7 +465,8 @@ class LogoutService:
         of the same token is a miss, checked in full and cached under its own key.
         """
         replica = self.replica
-        hot = self._hot_get(key)
+        cache = self._hot if token is None else self._hot_tokens
+        hot = cache._items.get(key)
         if hot is not None:
             verified, expires, epoch, cidrs, _ = hot
             # The hot path: nothing revoked or changed since this entry was
@@ -471,10 +477,10 @@ class LogoutService:
                 if cidrs is not None and not cidrs.allows(self.request_ip(environ)):
                     raise IPNotAuthorized(detail="ip outside whitelist")
                 return verified
-            return self._recheck(key, hot, environ)
-        return self._first_sight(key, token, environ)
+            return self._recheck(cache, key, hot, environ)
+        return self._first_sight(cache, key, token, environ)
 
-    def _recheck(self, key: str, hot: _Hot, environ: Mapping[str, Any]) -> VerifiedToken:
+    def _recheck(self, cache: _Bounded[_Hot], key: str, hot: _Hot, environ: Mapping[str, Any]) -> VerifiedToken:
         """A token checked before, when something changed since: every check, in the documented order."""
         verified, expires, _, cidrs, client_version = hot
         replica = self.replica
@@ -489,14 +495,19 @@ class LogoutService:
             raise TokenExpired(detail="expired")
         if verified.cid is not None and replica.client_versions.get(verified.cid, 0) != client_version:
             # The client's record (its whitelist) changed since: ask the store again.
-            return self._first_sight(key, None, environ, verified)
+            return self._first_sight(cache, key, None, environ, verified)
         if cidrs is not None and not cidrs.allows(self.request_ip(environ)):
             raise IPNotAuthorized(detail="ip outside whitelist")
-        self._hot.put(key, (verified, expires, epoch, cidrs, client_version))
+        cache.put(key, (verified, expires, epoch, cidrs, client_version))
         return verified
 
     def _first_sight(
-        self, key: str, token: str | None, environ: Mapping[str, Any], verified: VerifiedToken | None = None
+        self,
+        cache: _Bounded[_Hot],
+        key: str,
+        token: str | None,
+        environ: Mapping[str, Any],
+        verified: VerifiedToken | None = None,
     ) -> VerifiedToken:
         """A token this process has not checked yet: its signature, then the store."""
         replica = self.replica
@@ -511,7 +522,7 @@ class LogoutService:
         cidrs = self._cidrs(state.allowed_cidrs) if state.allowed_cidrs and state.allowed_cidrs != "[]" else None
         if cidrs is not None and not cidrs.allows(self.request_ip(environ)):
             raise IPNotAuthorized(detail="ip outside whitelist")
-        self._hot.put(key, (verified, verified.exp + self.config.leeway, epoch, cidrs, cid_version))
+        cache.put(key, (verified, verified.exp + self.config.leeway, epoch, cidrs, cid_version))
         return verified
 
     # -- rotating ---------------------------------------------------------

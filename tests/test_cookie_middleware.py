@@ -161,3 +161,20 @@ def test_over_http_a_browser_session_renews_then_ends(cookie_app: Flask) -> None
         assert "DS" not in browser.cookies and "DSR" not in browser.cookies  # the jar dropped them
     finally:
         server.stop()
+
+
+def test_an_authorization_header_without_its_scheme_is_refused_even_for_a_hot_cookie_token(
+    service: LogoutService,
+) -> None:
+    """RFC 6750: ``Authorization: <token>`` is not a bearer credential, even when that token
+    is a live session cookie this process has just checked (the two are cached apart)."""
+    pair = service.issue_tokens("alice")
+    client = _client(service)
+    client.set_cookie("DS", pair.access_token)
+    for _ in range(2):
+        assert client.get("/api/me").get_data(as_text=True) == "alice"
+    bare = Client(BearerMiddleware(_echo, service, ["/api"], cookies=True))
+    refused = bare.get("/api/me", headers={"Authorization": pair.access_token})
+    assert (refused.status_code, refused.get_json()) == (401, INVALID)
+    schemed = bare.get("/api/me", headers={"Authorization": f"Bearer {pair.access_token}"})
+    assert (schemed.status_code, schemed.get_data(as_text=True)) == (200, "alice")
