@@ -18,6 +18,8 @@ SECRET = "benchmark-secret-key-that-is-long-enough-for-hs256"
 FAST_HASH = "pbkdf2:sha256:1000"
 #: Flask's own ``SECRET_KEY`` (sessions), set alike on every app compared.
 FLASK_SECRET = "benchmark-flask-session-key"
+#: The User-Agent of the browser-session benchmarks (at sign-in and on every request).
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) benchmark"
 
 
 def _public_routes(app: Flask) -> None:
@@ -217,6 +219,9 @@ def flask_login_app(with_sessions: bool) -> tuple[Flask, str]:
         login_user(User("bench"))
         return "ok"
 
-    answer = app.test_client().post("/login")
+    # The browser signs in and comes back with the same User-Agent (Flask-Login's
+    # session protection hashes it with the address: another one would mark the
+    # session not fresh and re-save it on every request, which a browser does not cause).
+    answer = app.test_client().post("/login", headers={"User-Agent": BROWSER})
     cookie = next(c for c in answer.headers.getlist("Set-Cookie") if c.startswith("session="))
     return app, cookie.split(";", 1)[0]

@@ -24,6 +24,7 @@ from typing import Any
 import jwt
 
 from .apps import (
+    BROWSER,
     SECRET,
     bare_app,
     bare_page_app,
@@ -149,13 +150,13 @@ def cookie_required(setup: Setup) -> Call:
 def flask_login(setup: Setup) -> Call:
     """Flask-Login alone, a signed-in user's ``@login_required`` page (the Flask-Login baseline)."""
     app, cookie = flask_login_app(with_sessions=False)
-    return wsgi_call(app, environ(PAGE, {"Cookie": cookie}))
+    return wsgi_call(app, environ(PAGE, {"Cookie": cookie, "User-Agent": BROWSER}))
 
 
 def flask_login_sessions(setup: Setup) -> Call:
     """The same Flask-Login app with ``LoginSessions`` (its session checked on every request)."""
     app, cookie = flask_login_app(with_sessions=True)
-    return wsgi_call(app, environ(PAGE, {"Cookie": cookie}))
+    return wsgi_call(app, environ(PAGE, {"Cookie": cookie, "User-Agent": BROWSER}))
 
 
 def jwt_decode(setup: Setup) -> Call:
