@@ -45,13 +45,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreUnavailable, TokenRevoked
 from .extension import get_service
+from .helpers import _cv_request
 from .replica import Replica
 from .service import LogoutService, _Bounded
-
-try:  # Flask's request-context variable: reading it directly skips the proxies
-    from flask.globals import _cv_request
-except ImportError:  # pragma: no cover (a Flask without it: the full path)
-    _cv_request = None  # type: ignore[assignment]
 from .tokens import now, principal_key
 
 #: The Flask session key that holds the store session's reference.

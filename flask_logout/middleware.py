@@ -238,9 +238,7 @@ class BearerMiddleware:
         self.cookies = service.config.cookie_auth if cookies is None else cookies
         self._authenticate = service._authenticate
         self._hot_get = service._hot_get
-        self._hot_token_get = service._hot_token_get
         self._replica = service.replica
-        self._session_cookie = service.config.cookies.session_name
         #: Clean ``PATH_INFO`` -> protected, for paths seen before (bounded).
         #: Only answers of the clean-path test are entered, and an entry is
         #: used only when the raw target is the path itself (plus a query),
@@ -321,22 +319,10 @@ class BearerMiddleware:
         ):
             verified = hot[0]
         elif self.cookies and not (header or "").strip():
-            # The same hot path for a browser: a Cookie header parsed before,
-            # a GET-like method (a state change goes through the origin
-            # check), its session cookie a hot token.
-            jar = _cookie_jars.get(environ.get("HTTP_COOKIE") or "")
-            session = jar.get(self._session_cookie) if jar is not None else None
-            hot = self._hot_token_get(session) if session else None
-            if not (
-                hot is not None
-                and hot[2] == self._replica.epoch
-                and hot[3] is None
-                and environ.get("REQUEST_METHOD") in SAFE_METHODS
-                and time.monotonic() <= self._replica.fresh_until
-                and time.time() < hot[1]
-            ):
+            cookie_verified = hot_cookie_session(self.service, environ)
+            if cookie_verified is None:
                 return self._cookie_session(environ, start_response, path)
-            verified = hot[0]
+            verified = cookie_verified
         else:
             try:
                 verified = self._authenticate(header or "", None, environ)
@@ -416,8 +402,9 @@ def hot_cookie_session(service: LogoutService, environ: WSGIEnvironment | Mappin
 
     A ``Cookie`` header parsed before, a method that changes nothing (a
     state change goes through the origin check), and a session cookie that
-    is a hot token with nothing changed since (as in the middleware, where
-    the same test is inline). ``None`` means: call :func:`browser_session`.
+    is a hot token with nothing changed since (the test of the bearer hot
+    path). ``None`` means: call :func:`browser_session`. Used by the
+    middleware's cookie mode and by ``@cookie_required``.
     """
     jar = _cookie_jars.get(environ.get("HTTP_COOKIE") or "")
     session = jar.get(service.config.cookies.session_name) if jar is not None else None
