@@ -18,7 +18,8 @@ store::
 * each ``login_user()`` opens a session (a token family) in the store and
   keeps a reference to it in the Flask session, and, with ``remember=True``,
   in a companion cookie bound to the remember-me cookie;
-* each request checks that reference before Flask-Login loads the user: a
+* each request that asks who is signed in (``current_user``,
+  ``@login_required``) checks that reference before Flask-Login loads the user: a
   few dictionary look-ups against this process's replica of the
   revocations (plus one indexed query per session and process every
   ``LOGOUT_ACCESS_TOKEN_TTL``); a dead one signs the request out (the
@@ -36,7 +37,6 @@ Works with Flask's cookie session and with server-side sessions (Flask-Session).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, after_this_request, current_app, g, request, session
@@ -48,6 +48,7 @@ from .extension import get_service
 from .helpers import _cv_request
 from .replica import Replica
 from .service import LogoutService, _Bounded
+from .store import TokenState
 from .tokens import now, principal_key
 
 #: The Flask session key that holds the store session's reference.
@@ -60,37 +61,36 @@ _FLASK_LOGIN_KEYS = ("_user_id", "_fresh", "_id", "_remember_seconds")
 #: memory of revocations (``event_ttl``): a revocation after the check stays
 #: in the replica at least that long.
 _MARGIN = 60
+#: The longest reference accepted (the store's token id column).
+_MAX_REFERENCE = 64
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRef:
-    """What the Flask session keeps of its store session: the refresh token's
-    id, the family, the generation it was issued under, and its expiry."""
+#: What the check keeps of a store session found alive, by its reference:
+#: (monotonic time the store's answer is trusted until, subject, family,
+#: generation, expiry).
+_Known = tuple[float, str, str, int, int]
 
-    jti: str
-    fid: str
-    gen: int
-    exp: int
 
-    def dump(self) -> str:
-        return f"{self.jti}.{self.fid}.{self.gen}.{self.exp}"
+def session_reference(value: Any) -> str | None:
+    """The store session reference kept in a Flask session: the id (``jti``)
+    of the session's refresh token, or ``None`` if ``value`` is not one.
 
-    @classmethod
-    def load(cls, value: Any) -> SessionRef | None:
-        if not isinstance(value, str):
-            return None
-        parts = value.split(".")
-        if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
-            return None
-        return cls(parts[0], parts[1], int(parts[2]), int(parts[3]))
+    Only the id: the family, generation and expiry are read from the store
+    (once per session and process, as the check does anyway), so the
+    Flask session grows by one short string (a cookie session pays for
+    every character on every request).
+    """
+    if isinstance(value, str) and 0 < len(value) <= _MAX_REFERENCE:
+        return value
+    return None
 
 
 class LoginSessions:
-    """Bind Flask-Login's sessions to the store. Create it after ``LogoutManager``."""
+    """Bind Flask-Login's sessions to the store. Create it after ``LoginManager`` and ``LogoutManager``."""
 
     def __init__(self, app: Flask | None = None) -> None:
-        #: Session reference -> monotonic time its store check is trusted until.
-        self._checked: _Bounded[float] = _Bounded(1)
+        #: Session reference -> what the store said of it (see ``_Known``).
+        self._checked: _Bounded[_Known] = _Bounded(1)
         #: The hot path: Flask session reference -> (user id, expiry + leeway,
         #: replica epoch when found alive, store check trusted until, replica).
         self._alive: _Bounded[tuple[str, int, int, float, Replica]] = _Bounded(1)
@@ -98,7 +98,7 @@ class LoginSessions:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        from flask_login import user_logged_in, user_logged_out
+        from flask_login import user_accessed, user_logged_in, user_logged_out
 
         service = get_service(app)
         self._checked = _Bounded(service.config.token_cache_size or 1)
@@ -106,30 +106,44 @@ class LoginSessions:
         app.extensions[_STATE] = self
         user_logged_in.connect(self._logged_in, app)
         user_logged_out.connect(self._logged_out, app)
-        # First, before the application's own before_request functions: as
-        # the first URL value preprocessor, which Flask calls directly (a
-        # before_request function goes through ensure_sync and
-        # inspect.iscoroutinefunction on every request, which costs more
-        # than the check's hot path).
-        app.url_value_preprocessors.setdefault(None, []).insert(0, self._check_request)
+        # The check runs when Flask-Login loads the request's user, before it
+        # reads the session, so exactly the requests that ask who is signed
+        # in pay for it. Where it can, it runs in front of the LoginManager's
+        # loading method (one call per request); otherwise on Flask-Login's
+        # public user_accessed signal, sent at the same point, which blinker
+        # dispatches through inspect.iscoroutinefunction (about 2.5 us, three
+        # times the check). A hook on every request costs more too: a URL
+        # value preprocessor is called with request.endpoint and
+        # request.view_args read through proxies, a before_request function
+        # through ensure_sync. See docs/decisions.md.
+        manager = getattr(app, "login_manager", None)
+        if manager is not None and callable(getattr(manager, "_load_user", None)):
+            _check_before_loading(manager)
+        else:
+            user_accessed.connect(self._check_request, app)
 
     # -- signals ------------------------------------------------------------
 
     def _logged_in(self, app: Flask, user: Any = None, **_: Any) -> None:
         service = get_service(app)
-        previous = SessionRef.load(session.get(SESSION_KEY))
+        previous = session_reference(session.get(SESSION_KEY))
         if previous is not None:
-            service.revoke_family(previous.fid)  # signing in again in this browser replaces its session
+            family = self._family_of(service, previous)
+            if family is not None:
+                service.revoke_family(family)  # signing in again in this browser replaces its session
         user_id = str(session["_user_id"])
         pair = service.issue_tokens(
             user_id,
             user_agent=request.user_agent.string or None,
             ip=service.request_ip(request.environ),
         )
-        ref = SessionRef(pair.refresh.jti, pair.refresh.fid, pair.refresh.gen, pair.refresh.exp)
-        session[SESSION_KEY] = ref.dump()
+        refresh = pair.refresh
+        reference = refresh.jti
+        until = time.monotonic() + _trusted_for(service)
+        self._checked.put(reference, (until, principal_key(user_id, None), refresh.fid, refresh.gen, refresh.exp))
+        session[SESSION_KEY] = reference
         if session.get("_remember") == "set":
-            value = _serializer(app).dumps([user_id, ref.dump()])
+            value = _serializer(app).dumps([user_id, reference])
 
             @after_this_request
             def _remember(response: Response) -> Response:
@@ -137,48 +151,53 @@ class LoginSessions:
                 return response
 
     def _logged_out(self, app: Flask, user: Any = None, **_: Any) -> None:
-        ref = SessionRef.load(session.pop(SESSION_KEY, None))
-        if ref is not None:
-            get_service(app).revoke_family(ref.fid)
+        reference = session_reference(session.pop(SESSION_KEY, None))
+        if reference is not None:
+            service = get_service(app)
+            family = self._family_of(service, reference)
+            if family is not None:
+                service.revoke_family(family)
         if _companion_name(app) in request.cookies:
             _forget_companion(app)
 
     # -- the request path ---------------------------------------------------
 
-    def _check_request(self, _endpoint: str | None = None, _values: dict[str, Any] | None = None) -> None:
-        """Drop a Flask-Login session whose store session has ended (before any view runs)."""
+    def _check_request(self, _sender: Any = None) -> None:
+        """Drop a Flask-Login session whose store session has ended, before Flask-Login reads it."""
         context = _cv_request.get(None) if _cv_request is not None else None
-        if context is not None:
-            # The hot path: this session was found alive here before, and
-            # nothing was revoked since (the replica's epoch), the replica is
-            # fresh, the session unexpired and its last store check recent.
-            # Flask's request context read directly: its proxies cost more.
-            state = context.session
-            user_id = state.get("_user_id")
-            if user_id is not None:
-                hot = self._alive.get(state.get(SESSION_KEY))  # type: ignore[arg-type]
-                if hot is not None and hot[0] == user_id:
-                    replica = hot[4]
-                    if (
-                        hot[2] == replica.epoch
-                        and time.monotonic() <= min(replica.fresh_until, hot[3])
-                        and time.time() < hot[1]
-                    ):
-                        return
-        self._check_request_fully()
+        if context is None or not self._hot(context.session):
+            self._check_request_fully()
+
+    def _hot(self, state: Any) -> bool:
+        """Whether ``state`` (the Flask session) holds a session found alive
+        here before, with nothing revoked since (the replica's epoch), the
+        replica fresh, the session unexpired and its store check recent.
+
+        Reads the session object directly: Flask's proxies cost more than this.
+        """
+        user_id = state.get("_user_id")
+        reference = state.get(SESSION_KEY)
+        if user_id is None or reference.__class__ is not str:
+            return False
+        hot = self._alive.get(reference)
+        if hot is None or hot[0] != user_id:
+            return False
+        replica = hot[4]
+        clock = time.monotonic()
+        return hot[2] == replica.epoch and clock <= hot[3] and clock <= replica.fresh_until and time.time() < hot[1]
 
     def _check_request_fully(self) -> None:
         app = current_app
         user_id = session.get("_user_id")
         if user_id is not None:
             raw = session.get(SESSION_KEY)
-            ref = SessionRef.load(raw)
+            reference = session_reference(raw)
             epoch = get_service().replica.epoch  # before the checks: a change after it makes the entry stale
-            reason = self._dead(ref, str(user_id))
+            reason = self._dead(reference, str(user_id))
             if reason is not None:
                 self._sign_out_here(app, reason)
-            elif ref is not None and isinstance(raw, str) and isinstance(user_id, str):
-                self._remember_alive(raw, user_id, ref, epoch)
+            elif reference is not None and isinstance(user_id, str):
+                self._remember_alive(reference, user_id, epoch)
             return
         remember_name = app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
         if remember_name not in request.cookies or session.get("_remember") == "clear":
@@ -191,16 +210,15 @@ class LoginSessions:
         companion = _read_companion(app)
         reason = "invalid"
         if companion is not None and remembered is not None and companion[0] == remembered:
-            ref = SessionRef.load(companion[1])
-            reason = self._dead(ref, remembered) or ""
+            reason = self._dead(session_reference(companion[1]), remembered) or ""
             if not reason:
                 session[SESSION_KEY] = companion[1]
                 return
         self._sign_out_here(app, reason)
 
-    def _dead(self, ref: SessionRef | None, user_id: str) -> str | None:
-        """``None`` if ``ref`` is a live session of ``user_id``, else why not."""
-        if ref is None:
+    def _dead(self, reference: str | None, user_id: str) -> str | None:
+        """``None`` if ``reference`` names a live session of ``user_id``, else why not."""
+        if reference is None:
             return "invalid"  # signed in before LoginSessions, or by hand: not bound to the store
         service = get_service()
         replica = service.replica
@@ -208,39 +226,53 @@ class LoginSessions:
             replica.ensure_running()
         if time.monotonic() - replica.last_ok > replica.max_staleness and not replica.catch_up():
             raise StoreUnavailable(detail="revocation replica is stale")
+        known = self._checked.get(reference)
+        if known is None or known[0] <= time.monotonic():
+            known = self._ask_store(service, reference)
+            if known is None:
+                return "revoked"
+        _, subject, family, generation, expires = known
         principal = principal_key(user_id, None)
-        if ref.fid in replica.families or ref.gen < replica.min_generation.get(principal, 0):
+        if subject != principal:
+            return "revoked"  # another user's session: refused like a revoked one
+        if family in replica.families or generation < replica.min_generation.get(principal, 0):
             return "revoked"
-        if ref.exp + service.config.leeway <= now():
+        if expires + service.config.leeway <= now():
             return "expired"
-        until = self._checked.get(ref.jti)
-        if until is not None and until > time.monotonic():
-            return None
-        return self._ask_store(service, ref, principal)
+        return None
 
-    def _remember_alive(self, raw: str, user_id: str, ref: SessionRef, epoch: int) -> None:
+    def _remember_alive(self, reference: str, user_id: str, epoch: int) -> None:
         """Keep what the hot path needs of a session just found alive."""
-        service = get_service()
-        until = self._checked.get(ref.jti)
-        if until is not None:
-            self._alive.put(raw, (user_id, ref.exp + service.config.leeway, epoch, until, service.replica))
+        known = self._checked.get(reference)
+        if known is not None:
+            service = get_service()
+            expires = known[4] + service.config.leeway
+            self._alive.put(reference, (user_id, expires, epoch, known[0], service.replica))
 
-    def _ask_store(self, service: LogoutService, ref: SessionRef, principal: str) -> str | None:
+    def _ask_store(self, service: LogoutService, reference: str) -> _Known | None:
+        """The store's answer for ``reference``, kept if the session lives; ``None`` if it does not."""
         started = time.monotonic()
+        state = self._lookup(service, reference)
+        if state is None or state.revoked:
+            return None
+        known = (started + _trusted_for(service), state.subject, state.family, state.generation, state.expires_at)
+        self._checked.put(reference, known)
+        return known
+
+    def _family_of(self, service: LogoutService, reference: str) -> str | None:
+        """The store session (family) ``reference`` belongs to (a family never changes)."""
+        known = self._checked.get(reference)
+        if known is not None:
+            return known[2]
+        state = self._lookup(service, reference)
+        return state.family if state is not None else None
+
+    @staticmethod
+    def _lookup(service: LogoutService, reference: str) -> TokenState | None:
         try:
-            state = service.store.lookup(ref.jti)
+            return service.store.lookup(reference)
         except SQLAlchemyError as exc:
             raise StoreUnavailable(detail=exc.__class__.__name__) from None
-        if (
-            state is None
-            or state.revoked
-            or state.subject != principal
-            or state.family != ref.fid
-            or state.generation != ref.gen
-        ):
-            return "revoked"
-        self._checked.put(ref.jti, started + max(service.store.event_ttl - _MARGIN, 1))
-        return None
 
     def _sign_out_here(self, app: Flask, reason: str) -> None:
         for key in (*_FLASK_LOGIN_KEYS, SESSION_KEY):
@@ -251,6 +283,40 @@ class LoginSessions:
         if _companion_name(app) in request.cookies:
             _forget_companion(app)
         setattr(g, _REASON, reason)
+
+
+def _trusted_for(service: LogoutService) -> float:
+    """Seconds a store check is trusted for: a revocation after it stays in the replica at least that long."""
+    return float(max(service.store.event_ttl - _MARGIN, 1))
+
+
+def _check_before_loading(manager: Any) -> None:
+    """Run the application's :class:`LoginSessions` check in front of ``manager._load_user``.
+
+    Flask-Login calls that method once per request, from ``current_user``,
+    before it reads the session. The wrapper is set once per manager and
+    finds the check by the request's application, so one ``LoginManager``
+    may serve applications with and without ``LoginSessions``. The hot
+    path is tested here, inline: a call frame is a sizeable part of it.
+    """
+    load_user = manager._load_user
+    if getattr(load_user, "_flask_logout_checked", False):
+        return
+
+    def _load_user() -> Any:
+        context = _cv_request.get(None) if _cv_request is not None else None
+        if context is None:
+            sessions = current_app.extensions.get(_STATE)
+            if sessions is not None:
+                sessions._check_request_fully()
+            return load_user()
+        sessions = context.app.extensions.get(_STATE)
+        if sessions is not None and not sessions._hot(context.session):
+            sessions._check_request_fully()
+        return load_user()
+
+    _load_user._flask_logout_checked = True  # type: ignore[attr-defined]
+    manager._load_user = _load_user
 
 
 def signed_out_reason() -> str | None:
@@ -283,8 +349,11 @@ def session_family() -> str | None:
     Compare it with ``SessionInfo.family`` from ``service.live_sessions(user_id)``
     to mark "this browser" in a list of sessions.
     """
-    ref = SessionRef.load(session.get(SESSION_KEY))
-    return ref.fid if ref is not None else None
+    reference = session_reference(session.get(SESSION_KEY))
+    sessions: LoginSessions | None = current_app.extensions.get(_STATE)
+    if reference is None or sessions is None:
+        return None
+    return sessions._family_of(get_service(), reference)
 
 
 # -- the remember-me companion cookie ------------------------------------------

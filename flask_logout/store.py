@@ -226,6 +226,8 @@ class TokenState:
     allowed_cidrs: str | None
     revoked_at: float | None = None
     replaced_by: str | None = None
+    #: The token's ``exp`` (seconds since the epoch), as recorded at issue.
+    expires_at: int = 0
 
     @property
     def revoked(self) -> bool:
@@ -1117,6 +1119,7 @@ class SQLStore:
                 fam.c.revoked_at,
                 cli.c.allowed_cidrs,
                 tok.c.replaced_by,
+                tok.c.expires_at,
             )
             .select_from(
                 tok.outerjoin(fam, fam.c.family == tok.c.family)
@@ -1141,7 +1144,7 @@ class SQLStore:
                 row = own.execute(self._lookup, {"jti": jti}).first()
         if row is None:
             return None
-        typ, subject, family, gen, current, tok_revoked, fam_revoked, cidrs, replaced_by = row
+        typ, subject, family, gen, current, tok_revoked, fam_revoked, cidrs, replaced_by, expires_at = row
         return TokenState(
             typ=typ,
             subject=subject,
@@ -1153,6 +1156,7 @@ class SQLStore:
             allowed_cidrs=cidrs,
             revoked_at=tok_revoked,
             replaced_by=replaced_by,
+            expires_at=int(expires_at),
         )
 
     def revoke_token(

@@ -27,7 +27,9 @@ class User(flask_login.UserMixin):  # type: ignore[misc]
         self.id = user_id
 
 
-def build_login_app(database_uri: str, tmp_path: Any, *, server_side: bool = False, bind: bool = True) -> Flask:
+def build_login_app(
+    database_uri: str, tmp_path: Any, *, server_side: bool = False, bind: bool = True, bind_first: bool = False
+) -> Flask:
     """A Flask-Login app: sign in (with remember-me), a protected page, sign out, sign out everywhere."""
     app = Flask(__name__)
     app.config.update(
@@ -42,10 +44,15 @@ def build_login_app(database_uri: str, tmp_path: Any, *, server_side: bool = Fal
 
         app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache(str(tmp_path / "sessions")))
         Session(app)
-    login_manager = flask_login.LoginManager(app)
-    LogoutManager(app)
-    if bind:
+    if bind_first:  # LoginSessions before the LoginManager exists: it checks on Flask-Login's user_accessed signal
+        LogoutManager(app)
         LoginSessions(app)
+        login_manager = flask_login.LoginManager(app)
+    else:
+        login_manager = flask_login.LoginManager(app)
+        LogoutManager(app)
+        if bind:
+            LoginSessions(app)
 
     @login_manager.user_loader
     def load(user_id: str) -> User | None:
@@ -210,10 +217,92 @@ def test_without_login_sessions_the_copied_cookie_still_works(database_uri: str,
         get_service(app).close()
 
 
-def test_a_session_key_not_bound_to_the_store_is_refused(login_app: Flask) -> None:
+@pytest.mark.parametrize(
+    ("reference", "reason"),
+    [
+        ("0" * 32, "revoked"),  # well formed, but no session of the store
+        (12345, "invalid"),  # not a reference at all
+        ("0" * 65, "invalid"),  # longer than any token id
+    ],
+)
+def test_a_session_key_not_bound_to_the_store_is_refused(login_app: Flask, reference: Any, reason: str) -> None:
     client = login_app.test_client()
     _sign_in(client)
     with client.session_transaction() as sess:
-        sess[SESSION_KEY] = "0" * 32 + "." + "1" * 32 + ".0.9999999999"
+        sess[SESSION_KEY] = reference
     answer = client.get("/me")
+    assert (answer.status_code, answer.get_json()) == (401, {"signed_in": False, "reason": reason})
+
+
+def test_another_users_session_reference_is_refused(login_app: Flask) -> None:
+    """A reference is bound to its user: bob's live session does not sign alice in."""
+    alice, bob = login_app.test_client(), login_app.test_client()
+    _sign_in(alice)
+    _sign_in(bob, "bob")
+    assert bob.get("/me").status_code == 200  # bob's session checked (and kept) in this process
+    with bob.session_transaction() as sess:
+        bobs = sess[SESSION_KEY]
+    with alice.session_transaction() as sess:
+        sess[SESSION_KEY] = bobs
+    answer = alice.get("/me")
     assert (answer.status_code, answer.get_json()) == (401, SIGNED_OUT_REVOKED)
+
+
+def test_the_flask_session_keeps_only_the_token_id(login_app: Flask) -> None:
+    """The reference is the session's refresh token id: family, generation and
+    expiry stay in the store (a cookie session pays for every character)."""
+    client = login_app.test_client()
+    _sign_in(client)
+    with client.session_transaction() as sess:
+        reference = sess[SESSION_KEY]
+    [info] = get_service(login_app).live_sessions("alice")
+    state = get_service(login_app).store.lookup(reference)
+    assert state is not None and (state.typ, state.family) == ("refresh", info.family)
+    assert client.get("/me").get_json()["family"] == info.family
+
+
+def test_created_before_the_login_manager_it_checks_on_flask_logins_signal(database_uri: str, tmp_path: Any) -> None:
+    app = build_login_app(database_uri, tmp_path, bind_first=True)
+    try:
+        assert not getattr(app.login_manager._load_user, "_flask_logout_checked", False)  # type: ignore[attr-defined]
+        original, thief = app.test_client(), app.test_client()
+        _sign_in(original)
+        _copy_jar(original, thief)
+        assert thief.get("/me").status_code == 200
+        original.post("/logout")
+        answer = thief.get("/me")
+        assert (answer.status_code, answer.get_json()) == (401, SIGNED_OUT_REVOKED)
+    finally:
+        get_service(app).close()
+
+
+def test_one_login_manager_serves_apps_with_and_without_login_sessions(database_uri: str, tmp_path: Any) -> None:
+    """The check in front of the manager's loading is the request's app's: an app without it is untouched."""
+    bound = build_login_app(database_uri, tmp_path)
+    manager = bound.login_manager  # type: ignore[attr-defined]
+    plain = Flask("plain")
+    plain.config.update(TESTING=True, SECRET_KEY=SECRET)
+    manager.init_app(plain)
+
+    @plain.post("/login")
+    def login() -> Any:
+        flask_login.login_user(User("alice"))
+        return jsonify(signed_in=True)
+
+    @plain.get("/me")
+    @flask_login.login_required
+    def me() -> Any:
+        return jsonify(user=flask_login.current_user.id)
+
+    try:
+        client = plain.test_client()
+        client.post("/login")
+        assert client.get("/me").get_json() == {"user": "alice"}  # no store session needed: not bound
+        browser = bound.test_client()
+        _sign_in(browser)
+        with browser.session_transaction() as sess:
+            sess.pop(SESSION_KEY)
+        answer = browser.get("/me")
+        assert (answer.status_code, answer.get_json()) == (401, {"signed_in": False, "reason": "invalid"})
+    finally:
+        get_service(bound).close()
