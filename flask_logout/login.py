@@ -94,6 +94,7 @@ class LoginSessions:
         #: The hot path: Flask session reference -> (user id, expiry + leeway,
         #: replica epoch when found alive, store check trusted until, replica).
         self._alive: _Bounded[tuple[str, int, int, float, Replica]] = _Bounded(1)
+        self._alive_get = self._alive._items.get  # the dict is never replaced
         if app is not None:
             self.init_app(app)
 
@@ -103,6 +104,7 @@ class LoginSessions:
         service = get_service(app)
         self._checked = _Bounded(service.config.token_cache_size or 1)
         self._alive = _Bounded(service.config.token_cache_size)
+        self._alive_get = self._alive._items.get  # the dict is never replaced
         app.extensions[_STATE] = self
         user_logged_in.connect(self._logged_in, app)
         user_logged_out.connect(self._logged_out, app)
@@ -311,8 +313,17 @@ def _check_before_loading(manager: Any) -> None:
                 sessions._check_request_fully()
             return load_user()
         sessions = context.app.extensions.get(_STATE)
-        if sessions is not None and not sessions._hot(context.session):
-            sessions._check_request_fully()
+        if sessions is not None:
+            # LoginSessions._hot, inline (see there).
+            state = context.session
+            reference = state.get(SESSION_KEY)
+            hot = sessions._alive_get(reference) if reference.__class__ is str else None
+            if hot is None or hot[0] != state.get("_user_id") or hot[2] != hot[4].epoch:
+                sessions._check_request_fully()
+            else:
+                clock = time.monotonic()
+                if clock > hot[3] or clock > hot[4].fresh_until or time.time() >= hot[1]:
+                    sessions._check_request_fully()
         return load_user()
 
     _load_user._flask_logout_checked = True  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from flask_logout import LogoutManager, get_service
 from flask_logout.login import SESSION_KEY, LoginSessions, logout_everywhere, session_family, signed_out_reason
 
-from .conftest import FAST_HASH, SECRET
+from .conftest import FAST_HASH, SECRET, move_clock
 
 flask_login = pytest.importorskip("flask_login", reason="Flask-Login is in the test extra: pip install -e '.[test]'")
 
@@ -306,3 +306,15 @@ def test_one_login_manager_serves_apps_with_and_without_login_sessions(database_
         assert (answer.status_code, answer.get_json()) == (401, {"signed_in": False, "reason": "invalid"})
     finally:
         get_service(bound).close()
+
+
+def test_a_session_found_alive_before_expires_on_time(login_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path (a session found alive here before) still compares the session's expiry."""
+    client = login_app.test_client()
+    _sign_in(client)
+    assert client.get("/me").status_code == 200
+    assert client.get("/me").status_code == 200  # hot
+    config = get_service(login_app).config
+    move_clock(monkeypatch, config.refresh_ttl + config.leeway + 1)
+    answer = client.get("/me")
+    assert (answer.status_code, answer.get_json()) == (401, {"signed_in": False, "reason": "expired"})
