@@ -1,14 +1,21 @@
 """Instructions per request, counted by valgrind's callgrind: where the hot path's cost goes.
 
-    python -m benchmarks.instructions [--requests 1000] [--jobs 2]
+    python -m benchmarks.instructions [--requests 400] [--runs 3] [--jobs 2]
 
 Timings on a shared machine move by tens of percent; instruction counts do
 not. Each configuration runs in a child process under
-``valgrind --tool=callgrind`` twice, once with ``N`` and once with ``2 N``
-requests after the same set-up and warm-up; the difference divided by ``N``
-is the count per request, set-up excluded. ``PYTHONHASHSEED=0`` keeps dict
-layouts alike between runs. Needs valgrind (Debian: ``apt-get install
-valgrind``); about a minute per configuration.
+``valgrind --tool=callgrind``: set-up and warm-up first, then a call of
+``os.getppid()`` (callgrind zeroes its counters there:
+``--zero-before=getppid``), then ``N`` requests, then ``os._exit``. The main
+thread's count divided by ``N`` is the count per request, with nothing of
+the set-up in it (subtracting a run of ``N`` from a run of ``2 N`` carried the
+set-up's own variation, a few million instructions, into the result) and
+nothing of the replica's sync thread (it wakes on wall-clock time, which
+valgrind stretches). The median of ``--runs`` child processes is kept:
+between processes a configuration still moves by about 3,000 instructions
+(the GIL hand-offs to that thread, collections of the garbage collector).
+``PYTHONHASHSEED=0`` keeps dict layouts alike between runs. Needs valgrind
+(Debian: ``apt-get install valgrind``); about half a minute per run.
 
 The configurations separate the parts of the documented setup: the bare app;
 the bare app with the library's routes registered (routing); the bare app
@@ -77,6 +84,7 @@ def configurations() -> dict[str, Callable[[Any], Call]]:
         "fje_memory": overhead.fje_memory,
         "bare_page": overhead.bare_page,
         "cookie_session": overhead.cookie_session,
+        "cookie_required": overhead.cookie_required,
         "flask_login": overhead.flask_login,
         "flask_login_sessions": overhead.flask_login_sessions,
     }
@@ -88,18 +96,21 @@ def _child(name: str, requests: int) -> None:
     call = configurations()[name](Setup(quick=True))
     for _ in range(300):
         call()
+    os.getppid()  # the marker: callgrind zeroes its counters here
     for _ in range(requests):
         call()
     os._exit(0)  # skip interpreter shutdown: it is not part of a request
 
 
-def _count(name: str, requests: int) -> int:
+def _count(name: str, requests: int) -> float:
+    """Instructions per request of one configuration, in one child process."""
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
                 "--separate-threads=yes",
+                "--zero-before=getppid",
                 f"--callgrind-out-file={tmp}/callgrind.out",
                 sys.executable,
                 "-m",
@@ -114,25 +125,24 @@ def _count(name: str, requests: int) -> int:
             env={**os.environ, "PYTHONHASHSEED": "0"},
             check=True,
         )
-        # The main thread's count only: the replica's sync thread wakes on
-        # wall-clock time, which valgrind stretches, so its share would grow
-        # with the run's length and pass for a cost per request.
-        with open(f"{tmp}/callgrind.out-01", encoding="ascii") as main_thread:
-            match = re.search(r"^totals: (\d+)", main_thread.read(), re.MULTILINE)
+        with open(f"{tmp}/callgrind.out-01", encoding="ascii") as main_thread:  # the main thread's file
+            match = re.search(r"^summary: (\d+)", main_thread.read(), re.MULTILINE)
     if match is None:
         raise RuntimeError(f"no instruction count from callgrind:\n{result.stderr[-2000:]}")
-    return int(match.group(1))
+    return int(match.group(1)) / requests
 
 
-def measure(requests: int = 1000, jobs: int = 2) -> dict[str, float]:
-    """Instructions per request of each configuration (``jobs`` valgrind runs at a time)."""
+def measure(requests: int = 400, runs: int = 3, jobs: int = 2) -> dict[str, float]:
+    """Instructions per request of each configuration, the median of ``runs`` child processes
+    (``jobs`` valgrind runs at a time)."""
+    import statistics
     from concurrent.futures import ThreadPoolExecutor
 
     names = list(configurations())
+    work = [name for _ in range(runs) for name in names]
     with ThreadPoolExecutor(jobs) as pool:
-        once = dict(zip(names, pool.map(lambda name: _count(name, requests), names), strict=True))
-        twice = dict(zip(names, pool.map(lambda name: _count(name, 2 * requests), names), strict=True))
-    return {name: (twice[name] - once[name]) / requests for name in names}
+        counts = list(pool.map(lambda name: _count(name, requests), work))
+    return {name: statistics.median(c for n, c in zip(work, counts, strict=True) if n == name) for name in names}
 
 
 def table(counts: dict[str, float]) -> str:
@@ -151,6 +161,10 @@ def table(counts: dict[str, float]) -> str:
             counts["cookie_session"] - counts["bare_page"],
         ),
         (
+            "A `@cookie_required` page minus the same page without it",
+            counts["cookie_required"] - counts["bare_page"],
+        ),
+        (
             "Flask-Login with `LoginSessions` minus Flask-Login alone",
             counts["flask_login_sessions"] - counts["flask_login"],
         ),
@@ -163,7 +177,8 @@ def table(counts: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=3, help="child processes per configuration (the median is kept)")
     parser.add_argument("--jobs", type=int, default=2, help="valgrind runs at a time")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    counts = measure(args.requests, args.jobs)
+    counts = measure(args.requests, args.runs, args.jobs)
     for name, value in counts.items():
         print(f"{name}: {value:,.0f}", file=sys.stderr)
     print(table(counts))

@@ -34,7 +34,7 @@ from .errors import (
     TokenExpired,
     TokenRevoked,
 )
-from .extension import get_manager, get_service
+from .extension import EXTENSION_KEY, get_manager, get_service
 from .middleware import browser_session, hot_cookie_session
 from .service import ENVIRON_TOKEN, bearer_token
 from .tokens import VerifiedToken
@@ -126,26 +126,27 @@ def _load_current_user() -> dict[str, Any] | None:
 current_user: dict[str, Any] | None = cast("dict[str, Any] | None", LocalProxy(_load_current_user))
 
 
-def _guard(check: Callable[[], None], view: F) -> F:
+def _guard(check: Callable[[bool], None], optional: bool, view: F) -> F:
+    """``view`` behind ``check(optional)`` (called directly: a closure around it costs a frame per request)."""
     if inspect.iscoroutinefunction(view):
 
         @functools.wraps(view)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            check()
+            check(optional)
             return await view(*args, **kwargs)
 
         return cast(F, async_wrapper)
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        check()
+        check(optional)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
 
 
 def _check_bearer(optional: bool) -> None:
-    environ = request.environ
+    environ = _environ()
     if environ.get(ENVIRON_TOKEN) is not None:
         return  # the middleware verified it already
     if optional and not environ.get("HTTP_AUTHORIZATION", "").strip():
@@ -169,13 +170,13 @@ def token_required(view: F | None = None, /, *, optional: bool = False) -> F | C
     refused. Works on ``def`` and ``async def`` views.
     """
     if view is None:
-        return lambda inner: _guard(lambda: _check_bearer(optional), inner)
-    return _guard(lambda: _check_bearer(optional), view)
+        return lambda inner: _guard(_check_bearer, optional, inner)
+    return _guard(_check_bearer, optional, view)
 
 
 def token_optional(view: F) -> F:
     """``@token_required(optional=True)``."""
-    return _guard(lambda: _check_bearer(True), view)
+    return _guard(_check_bearer, True, view)
 
 
 def _check_cookie(optional: bool) -> None:
@@ -184,7 +185,8 @@ def _check_cookie(optional: bool) -> None:
     environ = context.request.environ if context is not None else request.environ
     if environ.get(ENVIRON_TOKEN) is not None:
         return
-    service = get_service(context.app if context is not None else None)
+    state = context.app.extensions.get(EXTENSION_KEY) if context is not None else None
+    service = state.service if state is not None else get_service()  # get_service: its error if not set up
     if not environ.get("HTTP_AUTHORIZATION"):
         hot = hot_cookie_session(service, environ)
         if hot is not None:
@@ -256,5 +258,5 @@ def cookie_required(view: F | None = None, /, *, optional: bool = False) -> F | 
     Works on ``def`` and ``async def`` views.
     """
     if view is None:
-        return lambda inner: _guard(lambda: _check_cookie(optional), inner)
-    return _guard(lambda: _check_cookie(optional), view)
+        return lambda inner: _guard(_check_cookie, optional, inner)
+    return _guard(_check_cookie, optional, view)
