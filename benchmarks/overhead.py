@@ -198,7 +198,7 @@ BASELINES: dict[str, str] = {
 
 
 #: Processes the overhead is measured in (the median of their figures is kept).
-PROCESSES = 3
+PROCESSES = 5
 
 
 def measure(quick: bool = False, processes: int = PROCESSES) -> dict[str, Any]:
@@ -208,7 +208,7 @@ def measure(quick: bool = False, processes: int = PROCESSES) -> dict[str, Any]:
     the process's own memory layout: where its objects landed decides cache
     conflicts, and one process's figures for a few-microsecond overhead moved
     by a factor of two between runs of the same code (instruction counts did
-    not move). A median over processes is what a run reports.
+    not move). A median over five processes is what a run reports.
     """
     if quick:
         return measure_once(quick=True)
