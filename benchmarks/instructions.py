@@ -124,6 +124,7 @@ def _count(name: str, requests: int) -> float:
             text=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
             check=True,
+            timeout=1800,  # about half a minute here: a hung child fails the run instead of holding it
         )
         with open(f"{tmp}/callgrind.out-01", encoding="ascii") as main_thread:  # the main thread's file
             match = re.search(r"^summary: (\d+)", main_thread.read(), re.MULTILINE)

@@ -199,6 +199,8 @@ BASELINES: dict[str, str] = {
 
 #: Processes the overhead is measured in (the median of their figures is kept).
 PROCESSES = 5
+#: Seconds one of them may take (about a minute here): a hung child fails the run instead of holding it.
+CHILD_TIMEOUT = 1800
 
 
 def measure(quick: bool = False, processes: int = PROCESSES) -> dict[str, Any]:
@@ -219,6 +221,7 @@ def measure(quick: bool = False, processes: int = PROCESSES) -> dict[str, Any]:
             capture_output=True,
             text=True,
             check=True,
+            timeout=CHILD_TIMEOUT,
         )
         runs.append(json.loads(done.stdout))
     return _median_of(runs)

@@ -35,7 +35,7 @@ from .errors import (
     TokenRevoked,
 )
 from .extension import EXTENSION_KEY, get_manager, get_service
-from .middleware import browser_session, hot_cookie_session
+from .middleware import ENVIRON_CLAIMS, browser_session, hot_cookie_session
 from .service import ENVIRON_TOKEN, bearer_token
 from .tokens import VerifiedToken
 
@@ -153,7 +153,7 @@ def _check_bearer(optional: bool) -> None:
         return
     verified = get_service().authenticate(environ)
     environ[ENVIRON_TOKEN] = verified
-    environ["flask_logout.claims"] = verified.claims
+    environ[ENVIRON_CLAIMS] = verified.claims
 
 
 @overload
@@ -191,7 +191,7 @@ def _check_cookie(optional: bool) -> None:
         hot = hot_cookie_session(service, environ)
         if hot is not None:
             environ[ENVIRON_TOKEN] = hot
-            environ["flask_logout.claims"] = hot.claims
+            environ[ENVIRON_CLAIMS] = hot.claims
             return
     if environ.get("HTTP_AUTHORIZATION", "").strip():
         # An API client calling a cookie-guarded endpoint: its bearer decides (no CSRF risk).
@@ -210,7 +210,7 @@ def _check_cookie(optional: bool) -> None:
         return _refused(optional, error)
     _send_on_answer(set_cookies)  # the renewed cookies, after a silent refresh
     environ[ENVIRON_TOKEN] = verified
-    environ["flask_logout.claims"] = verified.claims
+    environ[ENVIRON_CLAIMS] = verified.claims
 
 
 def _refused(optional: bool, error: LogoutError) -> None:
