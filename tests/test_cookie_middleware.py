@@ -178,3 +178,80 @@ def test_an_authorization_header_without_its_scheme_is_refused_even_for_a_hot_co
     assert (refused.status_code, refused.get_json()) == (401, INVALID)
     schemed = bare.get("/api/me", headers={"Authorization": f"Bearer {pair.access_token}"})
     assert (schemed.status_code, schemed.get_data(as_text=True)) == (200, "alice")
+
+
+def _raw_client(service: LogoutService) -> Client:
+    """A client that sends the ``Cookie`` header as given (no cookie jar of its own)."""
+    return Client(BearerMiddleware(_echo, service, ["/api"], cookies=True), use_cookies=False)
+
+
+def _get(client: Client, cookie: str, **headers: str) -> tuple[int, Any]:
+    response = client.get("/api/me", headers={"Cookie": cookie, **headers})
+    body = response.get_json() if response.is_json else response.get_data(as_text=True)
+    return response.status_code, body
+
+
+def test_the_hot_path_finds_the_session_cookie_without_parsing_the_header(
+    service: LogoutService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser's header changes whenever any cookie of the site does (another
+    app's session, a tracker's timestamp); a hot session must stay hot without
+    the header being parsed again, wherever DS stands among the cookies."""
+    import flask_logout.middleware as middleware
+
+    pair = service.issue_tokens("alice")
+    client = _raw_client(service)
+    assert _get(client, f"DS={pair.access_token}") == (200, "alice")  # first sight
+    parsed: list[str] = []
+
+    def counting(header: str) -> Any:
+        parsed.append(header)
+        return middleware.parse_cookie.__wrapped__(header)  # type: ignore[attr-defined]
+
+    counting.__wrapped__ = middleware.parse_cookie  # type: ignore[attr-defined]
+    monkeypatch.setattr(middleware, "parse_cookie", counting)
+    monkeypatch.setattr(middleware, "_cookie_jars", {})
+    for n in range(5):
+        for cookie in (
+            f"tracker={n}; DS={pair.access_token}; DSR={pair.refresh_token}",
+            f"DSR={pair.refresh_token}; DS={pair.access_token}; seen={n}",
+            f"XDS={n};DS={pair.access_token}",
+            f"a=DS; DS={pair.access_token}",
+        ):
+            assert _get(client, cookie) == (200, "alice")
+    assert parsed == []
+
+
+def test_a_header_of_another_shape_is_decided_by_the_parser(service: LogoutService) -> None:
+    """Shapes the quick reading leaves to werkzeug's parse get werkzeug's answer:
+    a quoted cookie, blanks around the key, and a first ``DS`` without a value."""
+    pair = service.issue_tokens("alice")
+    client = _raw_client(service)
+    token = pair.access_token
+    for _ in range(2):  # first sight, then hot
+        assert _get(client, f'q="a; b"; DS={token}') == (200, "alice")
+        assert _get(client, f"DS ={token}") == (200, "alice")
+        assert _get(client, f"a=1;  DS={token}") == (200, "alice")
+        # werkzeug reads the first DS, "" here: no session, so the later one is not used
+        assert _get(client, f"DS; DS={token}") == (401, MISSING)
+
+
+def test_an_entry_is_used_only_for_its_own_header_or_cookie(service: LogoutService) -> None:
+    """Hot entries are filed under their key's last characters: a header or a
+    cookie ending like a hot token, but not that token, gets no hot answer."""
+    pair = service.issue_tokens("alice")
+    token = pair.access_token
+    client = _raw_client(service)
+    for _ in range(2):
+        assert _get(client, f"DS={token}") == (200, "alice")
+        assert _get(client, "", Authorization=f"Bearer {token}") == (200, "alice")
+    forged = "x" * 40 + token[-20:]
+    assert _get(client, f"DS={forged}") == (401, INVALID)
+    assert _get(client, f"DS=A{token}") == (401, INVALID)
+    assert _get(client, f"DS={token}{token[-16:]}") == (401, INVALID)  # the token, then its own tail
+    assert _get(client, "", Authorization=f"Bearer {forged}") == (401, INVALID)
+    assert _get(client, "", Authorization=f"Bearer A{token}") == (401, INVALID)
+    assert _get(client, "", Authorization=f"Bearer {token}{token[-16:]}") == (401, INVALID)
+    assert _get(client, f"DS={token}") == (200, "alice")  # the genuine ones are still hot
+    assert _get(client, "", Authorization=f"Bearer {token}") == (200, "alice")
+    assert service._hot_tokens.find(token) is not None and service._hot.find(f"Bearer {token}") is not None

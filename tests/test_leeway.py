@@ -66,6 +66,6 @@ def test_a_revoked_session_is_refused_at_once_on_the_hot_path(serve: Callable[..
     pair = service.issue_tokens("U-alice")
     assert _me(server, pair.access_token)[0] == 200
     assert _me(server, pair.access_token)[0] == 200
-    assert service._hot.get(f"Bearer {pair.access_token}") is not None  # it is hot now (keyed by the header)
+    assert service._hot.find(f"Bearer {pair.access_token}") is not None  # it is hot now (keyed by the header)
     service.revoke_family(pair.access.fid)
     assert _me(server, pair.access_token) == (401, INVALID)

@@ -9,7 +9,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flask_logout import AuthError, BearerMiddleware, CidrSet, LogoutService
@@ -195,3 +195,52 @@ def test_token_round_trip(service: LogoutService, subject: str, client: str | No
     assert (access.sub, access.cid, access.typ) == (subject, client, "access")
     assert (refresh.sub, refresh.cid, refresh.fid) == (subject, client, access.fid)
     assert access.claims == pair.access.claims
+
+
+# Cookie headers built from the characters that matter to werkzeug's parse
+# (separators, blanks, quotes, '=') around the names DS and DSR.
+cookie_piece = st.sampled_from(["DS", "DSR", "XDS", "=", ";", "; ", " ", "\t", '"', "\\", "a", "tok", "x=1", "DS=t"])
+blanks = st.sampled_from(["", "", " ", "  ", "\t"])
+cookie_segment = st.builds(
+    lambda lead, key, value: lead + key + value,
+    blanks,
+    st.sampled_from(["DS", "DSR", "XDS", "a", ""]),
+    st.one_of(
+        st.just(""),
+        st.builds(
+            lambda b1, b2, v: b1 + "=" + b2 + v, blanks, blanks, st.sampled_from(["t", "u", "", "a b", '"q"', "DS"])
+        ),
+    ),
+)
+cookie_header = st.one_of(
+    st.lists(cookie_piece, max_size=14).map("".join),
+    st.builds(lambda parts, sep: sep.join(parts), st.lists(cookie_segment, max_size=5), st.sampled_from(["; ", ";"])),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(header=cookie_header)
+@example(header="a;  DS=u; DS=t")  # a key after two blanks is still the first DS
+@example(header="\tDS=u; DS=t")
+@example(header="DS; DS=t")  # a key without a value: werkzeug reads DS as ""
+@example(header="DS ; DS=t")
+@example(header="DS = u; DS=t")
+@example(header='q="x; DS=u"; DS=t')  # inside a quoted value
+@example(header="DSR=r; XDS=x; a=DS; DS=t")  # other keys, a value: the answer is t
+def test_the_session_cookie_found_without_parsing_is_the_one_werkzeug_reads(header: str) -> None:
+    """``cookie_value_start`` answers werkzeug's first ``DS`` or -1, never another cookie.
+
+    The caller uses the value only when it is a whole token it knows (no
+    blanks), so that is what must agree; -1 sends the header to the parser.
+    """
+    from werkzeug.http import parse_cookie
+
+    from flask_logout.cookies import cookie_value_start
+
+    start = cookie_value_start(header, "DS")
+    if start < 0:
+        return
+    end = header.find(";", start)
+    value = header[start : end if end >= 0 else len(header)]
+    if value and " " not in value and "\t" not in value:
+        assert parse_cookie(header).get("DS") == value
