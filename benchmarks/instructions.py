@@ -102,15 +102,18 @@ def _child(name: str, requests: int) -> None:
     os._exit(0)  # skip interpreter shutdown: it is not part of a request
 
 
-def _count(name: str, requests: int) -> float:
-    """Instructions per request of one configuration, in one child process."""
+def _count(name: str, requests: int, cache_sim: bool = False) -> dict[str, float]:
+    """Callgrind's events per request of one configuration, in one child process: ``Ir``
+    (instructions), and with ``cache_sim`` the simulated cache misses and branch mispredictions."""
     with tempfile.TemporaryDirectory() as tmp:
+        simulate = ["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else []
         result = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
                 "--separate-threads=yes",
                 "--zero-before=getppid",
+                *simulate,
                 f"--callgrind-out-file={tmp}/callgrind.out",
                 sys.executable,
                 "-m",
@@ -127,14 +130,17 @@ def _count(name: str, requests: int) -> float:
             timeout=1800,  # about half a minute here: a hung child fails the run instead of holding it
         )
         with open(f"{tmp}/callgrind.out-01", encoding="ascii") as main_thread:  # the main thread's file
-            match = re.search(r"^summary: (\d+)", main_thread.read(), re.MULTILINE)
-    if match is None:
+            text = main_thread.read()
+    events = re.search(r"^events: (.*)$", text, re.MULTILINE)
+    summary = re.search(r"^summary: (.*)$", text, re.MULTILINE)
+    if events is None or summary is None:
         raise RuntimeError(f"no instruction count from callgrind:\n{result.stderr[-2000:]}")
-    return int(match.group(1)) / requests
+    names, values = events.group(1).split(), summary.group(1).split()
+    return {event: int(value) / requests for event, value in zip(names, values, strict=True)}
 
 
-def measure(requests: int = 400, runs: int = 3, jobs: int = 2) -> dict[str, float]:
-    """Instructions per request of each configuration, the median of ``runs`` child processes
+def measure(requests: int = 400, runs: int = 3, jobs: int = 2, cache_sim: bool = False) -> dict[str, dict[str, float]]:
+    """Events per request of each configuration, each the median of ``runs`` child processes
     (``jobs`` valgrind runs at a time)."""
     import statistics
     from concurrent.futures import ThreadPoolExecutor
@@ -142,37 +148,59 @@ def measure(requests: int = 400, runs: int = 3, jobs: int = 2) -> dict[str, floa
     names = list(configurations())
     work = [name for _ in range(runs) for name in names]
     with ThreadPoolExecutor(jobs) as pool:
-        counts = list(pool.map(lambda name: _count(name, requests), work))
-    return {name: statistics.median(c for n, c in zip(work, counts, strict=True) if n == name) for name in names}
+        counts = list(pool.map(lambda name: _count(name, requests, cache_sim), work))
+    medians: dict[str, dict[str, float]] = {}
+    for name in names:
+        mine = [c for n, c in zip(work, counts, strict=True) if n == name]
+        medians[name] = {event: statistics.median(c[event] for c in mine) for event in mine[0]}
+    return medians
 
 
-def table(counts: dict[str, float]) -> str:
-    bare = counts["bare_flask"]
+#: Simulated (``--cache-sim``) events summed into the table's extra columns.
+MISSES = ("I1mr", "D1mr", "D1mw")
+MISPREDICTS = ("Bcm", "Bim")
+
+
+def table(events: dict[str, dict[str, float]]) -> str:
+    """The Markdown table of docs/performance.md; with simulated events, two more columns."""
+    simulated = "I1mr" in next(iter(events.values()))
+
+    def of(name: str) -> tuple[float, float, float]:
+        counted = events[name]
+        if not simulated:
+            return counted["Ir"], 0.0, 0.0
+        return counted["Ir"], sum(counted[e] for e in MISSES), sum(counted[e] for e in MISPREDICTS)
+
+    def minus(a: str, b: str) -> tuple[float, float, float]:
+        return tuple(x - y for x, y in zip(of(a), of(b), strict=True))  # type: ignore[return-value]
+
+    bare = of("bare_flask")
     parts = [
         ("Bare Flask request (same routes, same `SECRET_KEY`)", bare),
-        ("The library's routes registered (routing)", counts["bare_with_library_routes"] - bare),
-        ("`current_token()` in the view", counts["bare_with_current_token"] - bare),
-        ("Everything the extension adds to the app (beneath the middleware)", counts["same_app_beneath"] - bare),
-        ("The middleware inside Flask (hot path, environ keys)", counts["flask_logout"] - counts["same_app_beneath"]),
-        ("Whole protected request minus bare", counts["flask_logout"] - bare),
-        ("Plain WSGI: the middleware around a no-op app", counts["middleware_noop"] - counts["noop_wsgi"]),
-        ("Flask-JWT-Extended (in-memory blocklist) minus bare", counts["fje_memory"] - bare),
-        (
-            "Browser session (`LOGOUT_COOKIE_AUTH`) minus the same page without it",
-            counts["cookie_session"] - counts["bare_page"],
-        ),
-        (
-            "A `@cookie_required` page minus the same page without it",
-            counts["cookie_required"] - counts["bare_page"],
-        ),
-        (
-            "Flask-Login with `LoginSessions` minus Flask-Login alone",
-            counts["flask_login_sessions"] - counts["flask_login"],
-        ),
+        ("The library's routes registered (routing)", minus("bare_with_library_routes", "bare_flask")),
+        ("`current_token()` in the view", minus("bare_with_current_token", "bare_flask")),
+        ("Everything the extension adds to the app (beneath the middleware)", minus("same_app_beneath", "bare_flask")),
+        ("The middleware inside Flask (hot path, environ keys)", minus("flask_logout", "same_app_beneath")),
+        ("Whole protected request minus bare", minus("flask_logout", "bare_flask")),
+        ("Plain WSGI: the middleware around a no-op app", minus("middleware_noop", "noop_wsgi")),
+        ("Flask-JWT-Extended (in-memory blocklist) minus bare", minus("fje_memory", "bare_flask")),
+        ("Browser session (`LOGOUT_COOKIE_AUTH`) minus the same page without it", minus("cookie_session", "bare_page")),
+        ("A `@cookie_required` page minus the same page without it", minus("cookie_required", "bare_page")),
+        ("Flask-Login with `LoginSessions` minus Flask-Login alone", minus("flask_login_sessions", "flask_login")),
     ]
-    lines = ["| Part | Instructions per request | Of a bare request |", "|---|---|---|"]
-    for what, value in parts:
-        lines.append(f"| {what} | {value:,.0f} | {value / bare:.3f} |")
+    if simulated:
+        lines = [
+            "| Part | Instructions per request | Of a bare request | L1 misses (simulated)"
+            " | Mispredicted branches (simulated) |",
+            "|---|---|---|---|---|",
+        ]
+    else:
+        lines = ["| Part | Instructions per request | Of a bare request |", "|---|---|---|"]
+    for what, (instructions, misses, mispredicts) in parts:
+        row = f"| {what} | {instructions:,.0f} | {instructions / bare[0]:.3f} |"
+        if simulated:
+            row += f" {misses:,.0f} | {mispredicts:,.0f} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -181,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--runs", type=int, default=3, help="child processes per configuration (the median is kept)")
     parser.add_argument("--jobs", type=int, default=2, help="valgrind runs at a time")
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also simulate the caches and branch predictors (L1 misses, mispredictions; about 3x slower)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -188,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    counts = measure(args.requests, args.runs, args.jobs)
-    for name, value in counts.items():
-        print(f"{name}: {value:,.0f}", file=sys.stderr)
-    print(table(counts))
+    events = measure(args.requests, args.runs, args.jobs, args.cache_sim)
+    for name, counted in events.items():
+        print(f"{name}: " + ", ".join(f"{e} {v:,.0f}" for e, v in counted.items()), file=sys.stderr)
+    print(table(events))
     return 0
 
 
