@@ -827,8 +827,24 @@ def _keys(settings: Mapping[str, Any], algorithm: str) -> tuple[Any, Any, str | 
                 f"{len(secret)} bytes is too short for {algorithm}; use at least {needed} random bytes "
                 "(RFC 7518 section 3.2), e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'",
             )
+        _not_asymmetric(name, secret)
         return secret, secret, key_id
     return _asymmetric_keys(settings, algorithm, key_id)
+
+
+def _not_asymmetric(name: str, secret: bytes) -> None:
+    """Refuse a public key or certificate given as an HMAC secret (RFC 8725
+    section 2.1: whoever has the public key could sign), with pyjwt's own
+    checks, at start-up rather than at the first token."""
+    from jwt.algorithms import HMACAlgorithm
+    from jwt.exceptions import InvalidKeyError
+
+    try:
+        HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+    except InvalidKeyError:
+        raise ConfigError(
+            name, "is an asymmetric key or certificate, not an HMAC secret; use random bytes, or an RS/ES/PS algorithm"
+        ) from None
 
 
 def _asymmetric_keys(settings: Mapping[str, Any], algorithm: str, key_id: str | None) -> tuple[Any, Any, str]:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
-from .config import LogoutConfig
+from .config import HMAC_ALGORITHMS, LogoutConfig
 from .errors import InvalidToken
 
 ACCESS = "access"
@@ -59,11 +60,52 @@ def principal_key(sub: str, cid: str | None) -> str:
     return f"client:{cid}" if cid is not None else f"user:{sub}"
 
 
+class PreparedHMAC(HMACAlgorithm):
+    """pyjwt's HMAC algorithm, checking each secret once instead of on every token.
+
+    pyjwt checks, on every encode and decode, that an HMAC secret is not an
+    asymmetric key in disguise (PEM, SSH, DER, JWK: the algorithm-confusion
+    attack of RFC 8725 section 2.1), trying to load it with two of
+    cryptography's DER parsers: about 8 us, a fifth of a decode. Here the
+    secrets are this library's own configuration, admitted once (with
+    pyjwt's own checks, which raise :class:`jwt.InvalidKeyError`); any other
+    key still gets pyjwt's checks on every call. Signing and verifying are
+    pyjwt's, unchanged.
+    """
+
+    def __init__(self, hash_alg: Any) -> None:
+        super().__init__(hash_alg)
+        self._prepared: dict[Any, bytes] = {}
+
+    def admit(self, key: str | bytes) -> None:
+        """Check ``key`` with pyjwt's checks and remember the prepared form."""
+        self._prepared[key] = super().prepare_key(key)
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        return prepared if prepared is not None else super().prepare_key(key)
+
+
+def _pyjwt(algorithm: str) -> tuple[jwt.PyJWT, PreparedHMAC | None]:
+    """A pyjwt instance of the codec's own (the module-level one is left
+    alone), with :class:`PreparedHMAC` for an HMAC algorithm where this pyjwt
+    version lets it be registered; otherwise pyjwt's default algorithm."""
+    instance = jwt.PyJWT()
+    jws = getattr(instance, "_jws", None)  # pyjwt keeps its JWS object there (2.x)
+    if algorithm not in HMAC_ALGORITHMS or not isinstance(jws, jwt.PyJWS):
+        return instance, None
+    prepared = PreparedHMAC(getattr(HMACAlgorithm, f"SHA{algorithm[2:]}"))
+    jws.unregister_algorithm(algorithm)
+    jws.register_algorithm(algorithm, prepared)
+    return instance, prepared
+
+
 class TokenCodec:
     """Signs and verifies tokens with the configured algorithm and key."""
 
     def __init__(self, config: LogoutConfig) -> None:
         self._config = config
+        self._jwt, self._hmac = _pyjwt(config.algorithm)
         self._options: Any = {"verify_exp": False, "require": _REQUIRED}
         self._signing_key: Any = None
         self._headers: dict[str, str] | None = None
@@ -73,6 +115,10 @@ class TokenCodec:
 
     def use_keys(self, signing_kid: str | None, signing_key: Any, verifying: dict[Any, Any]) -> None:
         """Switch keys (key rotation). Tokens must name one of ``verifying`` by ``kid``."""
+        if self._hmac is not None:
+            for key in (signing_key, *verifying.values()):
+                if key is not None:
+                    self._hmac.admit(key)
         self._verifying = dict(verifying)
         self._headers = {"kid": signing_kid} if signing_kid else None
         self._signing_key = signing_key
@@ -83,7 +129,7 @@ class TokenCodec:
             payload["iss"] = self._config.issuer
         if self._config.audience:
             payload["aud"] = self._config.audience
-        return jwt.encode(payload, self._signing_key, algorithm=self._config.algorithm, headers=self._headers)
+        return self._jwt.encode(payload, self._signing_key, algorithm=self._config.algorithm, headers=self._headers)
 
     def public_jwks(self) -> list[dict[str, Any]]:
         """The verification key as JWKs with ``kid``, ``alg`` and ``use``."""
@@ -113,7 +159,7 @@ class TokenCodec:
                 raise InvalidToken(detail="unknown kid")
             key = verifying[kid]
         try:
-            decoded = jwt.api_jwt.decode_complete(
+            decoded = self._jwt.decode_complete(
                 token,
                 key,
                 algorithms=[self._config.algorithm],

@@ -127,6 +127,19 @@ def test_wrong_key_type_for_algorithm(tmp_path: Any) -> None:
         _start(tmp_path, LOGOUT_ALGORITHM="RS256", LOGOUT_PRIVATE_KEY=short_rsa)
 
 
+@pytest.mark.parametrize("name", ["LOGOUT_SECRET_KEY", "SECRET_KEY"])
+def test_public_key_as_hmac_secret_fails_at_start_up(tmp_path: Any, name: str) -> None:
+    # RFC 8725 section 2.1: an HMAC secret anyone can read (a public key) lets anyone sign.
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ConfigError) as info:
+        _start(tmp_path, **{name: pem.decode()})
+    assert str(info.value) == (
+        f"{name}: is an asymmetric key or certificate, not an HMAC secret; use random bytes, or an RS/ES/PS algorithm"
+    )
+    assert info.value.setting == name
+
+
 def test_mismatched_public_key(tmp_path: Any) -> None:
     one, two = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     public = two.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -85,6 +85,38 @@ def test_other_hmac_algorithm_is_refused(tmp_path: Any) -> None:
         service.verify(hs512)
 
 
+def test_hmac_secret_is_checked_once_other_keys_every_time(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyjwt's is-it-an-asymmetric-key checks run for the configured secret
+    once, at start-up, not on every token; any other key still gets them on
+    every call; the module-level pyjwt is left as it was."""
+    from jwt.algorithms import HMACAlgorithm
+
+    from flask_logout.tokens import PreparedHMAC
+
+    service = _service(tmp_path, LOGOUT_SECRET_KEY=SECRET)
+    checked: list[bytes] = []
+    original = HMACAlgorithm._is_der_key
+    monkeypatch.setattr(HMACAlgorithm, "_is_der_key", staticmethod(lambda key: checked.append(key) or original(key)))
+    pair = service.issue_tokens("s")
+    assert service.verify(pair.access_token)[0].sub == "s"
+    assert checked == []
+
+    prepared = service.codec._hmac
+    assert isinstance(prepared, PreparedHMAC)
+    other = b"another secret, long enough for HS256 use"
+    assert prepared.prepare_key(other) == other
+    assert prepared.prepare_key(other) == other
+    assert checked == [other, other]
+    public_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(jwt.InvalidKeyError):
+        prepared.prepare_key(public_pem)
+    assert type(jwt.get_algorithm_by_name("HS256")) is HMACAlgorithm
+
+
 def test_rs256_public_key_used_as_hmac_secret_is_refused(tmp_path: Any) -> None:
     """The classic algorithm-confusion attack (RFC 8725 section 2.1)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
