@@ -93,7 +93,7 @@ class LoginSessions:
         self._checked: _Bounded[_Known] = _Bounded(1)
         #: The hot path: Flask session reference -> (user id, expiry + leeway,
         #: replica epoch when found alive, store check trusted until, replica).
-        self._alive: _Bounded[tuple[str, int, int, float, Replica]] = _Bounded(1)
+        self._alive: _Bounded[tuple[str, float, int, float, Replica]] = _Bounded(1)
         self._alive_get = self._alive._items.get  # the dict is never replaced
         if app is not None:
             self.init_app(app)
@@ -248,7 +248,7 @@ class LoginSessions:
         known = self._checked.get(reference)
         if known is not None:
             service = get_service()
-            expires = known[4] + service.config.leeway
+            expires = float(known[4] + service.config.leeway)  # a float: compared with time.time() on every request
             self._alive.put(reference, (user_id, expires, epoch, known[0], service.replica))
 
     def _ask_store(self, service: LogoutService, reference: str) -> _Known | None:

@@ -87,13 +87,15 @@ V = TypeVar("V")
 #: path is a few hundred nanoseconds.
 #:
 #: ``(verified, expires, epoch, cidrs, client_version, key)``: ``expires`` is
-#: ``exp + LOGOUT_LEEWAY`` (expired once the wall clock reaches it); ``epoch``
+#: ``exp + LOGOUT_LEEWAY`` (expired once the wall clock reaches it), kept as a
+#: float: ``time.time() < expires`` between two floats is one specialised
+#: instruction, against an integer it converts the integer every time; ``epoch``
 #: the replica's :attr:`~flask_logout.replica.Replica.epoch` when the entry was
 #: last checked against the revocations (equal now: nothing was revoked since,
 #: so nothing needs looking up); ``cidrs`` the client's whitelist (``None``:
 #: none); ``client_version`` the client's record version it was read at;
 #: ``key`` the whole ``Authorization`` header (or the token) it was checked for.
-_Hot = tuple[VerifiedToken, int, int, "CidrSet | None", int, str]
+_Hot = tuple[VerifiedToken, float, int, "CidrSet | None", int, str]
 
 #: A bearer's hot entry is filed under the last ``HOT_TAIL`` characters of its
 #: ``Authorization`` header (the end of the token's signature): hashing a
@@ -154,9 +156,9 @@ class _HotMap(_Bounded[_Hot]):
         return hot if hot is not None and hot[5] == key else None
 
     def keep(
-        self, key: str, verified: VerifiedToken, expires: int, epoch: int, cidrs: CidrSet | None, version: int
+        self, key: str, verified: VerifiedToken, expires: float, epoch: int, cidrs: CidrSet | None, version: int
     ) -> None:
-        self.put(key[-self.tail :] if self.tail else key, (verified, expires, epoch, cidrs, version, key))
+        self.put(key[-self.tail :] if self.tail else key, (verified, float(expires), epoch, cidrs, version, key))
 
 
 class LogoutService:
