@@ -68,18 +68,25 @@ def current_token() -> VerifiedToken:
     guarded, or an optional one called without a token): use
     :func:`current_token_or_none` there.
     """
-    token = _environ().get(ENVIRON_TOKEN)
+    context = _cv_request.get(None) if _cv_request is not None else None  # _environ(), inline: on every request
+    token: VerifiedToken | None = (context.request.environ if context is not None else request.environ).get(
+        ENVIRON_TOKEN
+    )
     if token is None:
         raise RuntimeError(
             "no verified token in this request: guard the view with @token_required or @cookie_required "
             "(or LOGOUT_PROTECTED_PATHS), or call current_token_or_none()"
         )
-    return cast(VerifiedToken, token)
+    return token
 
 
 def current_token_or_none() -> VerifiedToken | None:
     """The verified token of this request, or ``None`` (optional authentication)."""
-    return cast("VerifiedToken | None", _environ().get(ENVIRON_TOKEN))
+    context = _cv_request.get(None) if _cv_request is not None else None  # _environ(), inline
+    token: VerifiedToken | None = (context.request.environ if context is not None else request.environ).get(
+        ENVIRON_TOKEN
+    )
+    return token
 
 
 def get_identity() -> str:
