@@ -202,7 +202,9 @@ def _check_cookie(optional: bool) -> None:
             return
     if environ.get("HTTP_AUTHORIZATION", "").strip():
         # An API client calling a cookie-guarded endpoint: its bearer decides (no CSRF risk).
-        environ[ENVIRON_TOKEN] = service.authenticate_token(bearer_token(environ["HTTP_AUTHORIZATION"]), environ)
+        bearer = service.authenticate_token(bearer_token(environ["HTTP_AUTHORIZATION"]), environ)
+        environ[ENVIRON_TOKEN] = bearer
+        environ[ENVIRON_CLAIMS] = bearer.claims
         return
     cookies = service.config.cookies
     if not request.cookies.get(cookies.session_name) and not request.cookies.get(cookies.refresh_name):

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 
 from flask_logout import (
     ConfigError,
@@ -205,6 +205,12 @@ def cookie_app(database_uri: str) -> Any:
     async def change() -> Any:
         return jsonify(changed=get_identity())
 
+    @app.get("/environ")
+    @cookie_required
+    def environ_keys() -> Any:
+        claims = request.environ.get("flask_logout.claims")
+        return jsonify(sub=request.environ["flask_logout.token"].sub, claims_sub=claims and claims["sub"])
+
     yield app
     get_service(app).close()
 
@@ -265,6 +271,21 @@ def test_cookie_state_change_needs_the_sites_origin(cookie_app: Flask) -> None:
         401,
         {"error": {"name": "UnauthorizedError", "code": "UNAUTHORIZED", "message": "Sign-in required"}},
     )
+
+
+def test_cookie_required_sets_the_token_and_its_claims_in_the_environ(cookie_app: Flask) -> None:
+    """Whichever credential decided (the session cookie, or a bearer header on a
+    cookie-guarded view), WSGI code beneath finds the token and its claims."""
+    service = get_service(cookie_app)
+    by_cookie = cookie_app.test_client()
+    _cookies(by_cookie, service.issue_tokens("U-1"))
+    for _ in range(2):  # first sight, then the hot path
+        assert by_cookie.get("/environ").get_json() == {"sub": "U-1", "claims_sub": "U-1"}
+    by_bearer = cookie_app.test_client()
+    token = service.issue_tokens("U-2").access_token
+    for _ in range(2):
+        answer = by_bearer.get("/environ", headers={"Authorization": f"Bearer {token}"})
+        assert answer.get_json() == {"sub": "U-2", "claims_sub": "U-2"}
 
 
 # -- start-up errors -----------------------------------------------------------
