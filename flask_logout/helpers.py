@@ -68,10 +68,7 @@ def current_token() -> VerifiedToken:
     guarded, or an optional one called without a token): use
     :func:`current_token_or_none` there.
     """
-    context = _cv_request.get(None) if _cv_request is not None else None  # _environ(), inline: on every request
-    token: VerifiedToken | None = (context.request.environ if context is not None else request.environ).get(
-        ENVIRON_TOKEN
-    )
+    token = current_token_or_none()
     if token is None:
         raise RuntimeError(
             "no verified token in this request: guard the view with @token_required or @cookie_required "
