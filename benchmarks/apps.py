@@ -72,7 +72,7 @@ def logout_app(database_uri: str | None = None, **settings: Any) -> tuple[Flask,
     @app.get("/api/me")
     def me() -> Any:
         # Works with and without the middleware, so that the same app, called
-        # beneath the middleware (app.wsgi_app.app), can be timed too.
+        # beneath the middleware (app.wsgi_app.__self__.app), can be timed too.
         token = current_token_or_none()
         return jsonify({"success": True, "data": {"client_id": token.cid if token else "bench"}})
 
