@@ -249,6 +249,9 @@ def test_an_entry_is_used_only_for_its_own_header_or_cookie(service: LogoutServi
     assert _get(client, f"DS={forged}") == (401, INVALID)
     assert _get(client, f"DS=A{token}") == (401, INVALID)
     assert _get(client, f"DS={token}{token[-16:]}") == (401, INVALID)  # the token, then its own tail
+    assert _get(client, f"DS={token[:-1]}") == (401, INVALID)  # the token less its last character
+    assert _get(client, f"DS={token[-10:]}") == (401, INVALID)  # a value shorter than the tail
+    assert _get(client, f"DS={token[-16:]}; a=1") == (401, INVALID)  # the tail alone, another cookie after
     assert _get(client, "", Authorization=f"Bearer {forged}") == (401, INVALID)
     assert _get(client, "", Authorization=f"Bearer A{token}") == (401, INVALID)
     assert _get(client, "", Authorization=f"Bearer {token}{token[-16:]}") == (401, INVALID)
