@@ -85,13 +85,46 @@ def paired_ns(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-call medians, and each configuration's median paired difference from ``baseline``.
 
-    The configurations are timed in many short rounds, in a shuffled order
-    each round, each batch after ``settle`` untimed calls (steady state, as
-    when one app serves request after request); a round's difference
-    (configuration minus baseline) is taken between times measured moments
-    apart, so a noisy stretch of the machine hits both. The overhead figures
-    are the medians of those differences. ``baselines`` names another
-    baseline for some configurations (paired the same way).
+    The configurations are timed in many short rounds (see :func:`timed_rounds`);
+    a round's difference (configuration minus baseline) is taken between times
+    measured moments apart, so a noisy stretch of the machine hits both. The
+    overhead figures are the medians of those differences. ``baselines`` names
+    another baseline for some configurations (paired the same way).
+
+    A name ``"config#i"`` is instance ``i`` of ``config``: the instances of a
+    configuration are separate copies of the same app, and each round's time
+    of the configuration is the mean over its instances (see :data:`INSTANCE`).
+    """
+    samples = timed_rounds(calls, number=number, rounds=rounds, warmup=warmup, settle=settle)
+    grouped: dict[str, list[list[float]]] = {}
+    for name, values in samples.items():
+        grouped.setdefault(name.split(INSTANCE, 1)[0], []).append(values)
+    per_round = {
+        name: [statistics.fmean(round_) for round_ in zip(*copies, strict=True)] for name, copies in grouped.items()
+    }
+    medians = {name: statistics.median(values) for name, values in per_round.items()}
+    against = baselines or {}
+    overheads = {
+        name: statistics.median(
+            value - reference for value, reference in zip(values, per_round[against.get(name, baseline)], strict=True)
+        )
+        for name, values in per_round.items()
+    }
+    return medians, overheads
+
+
+#: Separates a configuration's name from its instance number in :func:`paired_ns`.
+INSTANCE = "#"
+
+
+def timed_rounds(
+    calls: dict[str, Call], *, number: int = 200, rounds: int = 61, warmup: int = 300, settle: int = 20
+) -> dict[str, list[float]]:
+    """Nanoseconds per call of each call, one figure per round.
+
+    The calls are timed in many short rounds, in a shuffled order each round,
+    each batch after ``settle`` untimed calls (steady state, as when one app
+    serves request after request).
     """
     for call in calls.values():
         for _ in range(warmup):
@@ -109,15 +142,7 @@ def paired_ns(
             for _ in range(number):
                 call()
             samples[name].append((time.perf_counter_ns() - start) / number)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    against = baselines or {}
-    overheads = {
-        name: statistics.median(
-            value - reference for value, reference in zip(values, samples[against.get(name, baseline)], strict=True)
-        )
-        for name, values in samples.items()
-    }
-    return medians, overheads
+    return samples
 
 
 def per_item_ns(make: Callable[[], list[Call]], *, repeats: int = 5) -> float:

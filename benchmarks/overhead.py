@@ -39,7 +39,7 @@ from .apps import (
     flask_login_app,
     logout_app,
 )
-from .harness import Call, environ, paired_ns, per_item_ns, wsgi_call
+from .harness import INSTANCE, Call, environ, paired_ns, per_item_ns, wsgi_call
 
 PATH = "/api/me"
 PAGE = "/page"
@@ -109,7 +109,7 @@ def flask_logout_strict(setup: Setup) -> Call:
 
 def same_app_beneath(setup: Setup) -> Call:
     """The flask-logout app called beneath its middleware (the old baseline; information)."""
-    return wsgi_call(setup.app.wsgi_app.app, environ(PATH, bearer(setup.token)))
+    return wsgi_call(setup.app.wsgi_app.__self__.app, environ(PATH, bearer(setup.token)))
 
 
 def fje_memory(setup: Setup) -> Call:
@@ -199,6 +199,12 @@ BASELINES: dict[str, str] = {
 
 #: Processes the overhead is measured in (the median of their figures is kept).
 PROCESSES = 5
+#: Copies of every app in each process; a round's time of a configuration is the
+#: mean over its copies. Two copies of the very same bare app, built one after
+#: the other in one process, differed by up to 3 us per request (a few percent:
+#: where their objects landed in memory), more than the hot path's whole
+#: overhead; one copy of each app made that difference part of every figure.
+INSTANCES = 3
 #: Seconds one of them may take (about a minute here): a hung child fails the run instead of holding it.
 CHILD_TIMEOUT = 1800
 
@@ -237,14 +243,18 @@ def _median_of(runs: list[Any]) -> Any:
 
 def measure_once(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
     number, rounds = (100, 21) if quick else (100, rounds or 151)
-    setup = Setup(quick)
-    calls = {name: build(setup) for name, build in CONFIGURATIONS.items()}
+    instances = 1 if quick else INSTANCES
+    setups = [Setup(quick) for _ in range(instances)]
+    setup = setups[0]
+    calls = {
+        f"{name}{INSTANCE}{i}": build(each) for i, each in enumerate(setups) for name, build in CONFIGURATIONS.items()
+    }
     medians, overheads = paired_ns(calls, "bare_flask", number=number, rounds=rounds, baselines=BASELINES)
     figures: dict[str, Any] = dict(medians)
-    figures["overhead"] = {name: overheads[name] for name in calls}
+    figures["overhead"] = {name: overheads[name] for name in CONFIGURATIONS}
     # The plain-WSGI row pairs the middleware with the no-op app, not with Flask.
     _, noop_pair = paired_ns(
-        {"noop_wsgi": calls["noop_wsgi"], "middleware_noop": calls["middleware_noop"]},
+        {name: call for name, call in calls.items() if name.split(INSTANCE)[0] in ("noop_wsgi", "middleware_noop")},
         "noop_wsgi",
         number=number * 10,
         rounds=rounds // 3,
@@ -279,7 +289,8 @@ def measure_once(quick: bool = False, rounds: int | None = None) -> dict[str, An
     figures["cold"] = statistics.median(cold)
     figures["cold_overhead"] = statistics.median(c - b for c, b in zip(cold, base, strict=True))
     figures["decode_overhead"] = statistics.median(d - b for d, b in zip(decode, base, strict=True))
-    setup.close()
+    for each in setups:
+        each.close()
     return figures
 
 
