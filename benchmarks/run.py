@@ -70,6 +70,15 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, s
                     "<= 0.05",
                     lambda v: v <= 0.05,
                 )
+        if "flask_login_sessions" in over and o.get("flask_login"):
+            add(
+                "Flask-Login with `LoginSessions`, of the Flask-Login request itself",
+                _us(over["flask_login_sessions"]),
+                f"Flask-Login request {_us(o['flask_login'])}",
+                over["flask_login_sessions"] / o["flask_login"],
+                "(information)",
+                lambda v: True,
+            )
         add(
             "Cold path (first sight: decode + SQLite look-up), overhead per request",
             _us(o["cold_overhead"]),
