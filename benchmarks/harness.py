@@ -98,7 +98,7 @@ def paired_ns(
     samples = timed_rounds(calls, number=number, rounds=rounds, warmup=warmup, settle=settle)
     grouped: dict[str, list[list[float]]] = {}
     for name, values in samples.items():
-        grouped.setdefault(name.split(INSTANCE, 1)[0], []).append(values)
+        grouped.setdefault(configuration_of(name), []).append(values)
     per_round = {
         name: [statistics.fmean(round_) for round_ in zip(*copies, strict=True)] for name, copies in grouped.items()
     }
@@ -115,6 +115,11 @@ def paired_ns(
 
 #: Separates a configuration's name from its instance number in :func:`paired_ns`.
 INSTANCE = "#"
+
+
+def configuration_of(name: str) -> str:
+    """The configuration a call's name stands for: ``"bare_flask#2"`` -> ``"bare_flask"``."""
+    return name.split(INSTANCE, 1)[0]
 
 
 def timed_rounds(

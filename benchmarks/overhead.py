@@ -39,7 +39,7 @@ from .apps import (
     flask_login_app,
     logout_app,
 )
-from .harness import INSTANCE, Call, environ, paired_ns, per_item_ns, wsgi_call
+from .harness import INSTANCE, Call, configuration_of, environ, paired_ns, per_item_ns, wsgi_call
 
 PATH = "/api/me"
 PAGE = "/page"
@@ -254,7 +254,7 @@ def measure_once(quick: bool = False, rounds: int | None = None) -> dict[str, An
     figures["overhead"] = {name: overheads[name] for name in CONFIGURATIONS}
     # The plain-WSGI row pairs the middleware with the no-op app, not with Flask.
     _, noop_pair = paired_ns(
-        {name: call for name, call in calls.items() if name.split(INSTANCE)[0] in ("noop_wsgi", "middleware_noop")},
+        {name: call for name, call in calls.items() if configuration_of(name) in ("noop_wsgi", "middleware_noop")},
         "noop_wsgi",
         number=number * 10,
         rounds=rounds // 3,
