@@ -214,7 +214,7 @@ def machine() -> str:
     import os
     from pathlib import Path
 
-    model = platform.processor() or platform.machine()
+    model = platform.processor() or "CPU model unknown"  # the architecture is in the stamp already
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines():
             if line.startswith("model name"):
